@@ -1,0 +1,186 @@
+/* warren/consumer.h: the reliable, idempotent consumer.
+ *
+ * For each delivery: decode the protobuf body by its AMQP type (the routing key) and
+ * validate meta -> BEGIN -> inbox insert (consumer, event_id); a duplicate is skipped
+ * -> call the handler with the open transaction -> COMMIT -> ack. Deliveries are
+ * processed in batches (one transaction, one multiple-ack after the commit); if a
+ * batch fails, its messages are processed one by one so a poison message fails alone.
+ *
+ * A handler failure (WR_EHANDLER, or any other negative code) rolls back and sends a
+ * copy of the message to the next retry tier <queue>.retry.<n> (TTL wait queue that
+ * dead-letters back to the work queue) with header x-warren-attempt = n, then acks
+ * the original. After the last tier, or for WR_EREJECT, the copy goes to <queue>.dlx
+ * (-> <queue>.dlq) with x-warren-error, x-warren-attempts, x-warren-failed-at,
+ * x-warren-consumer and the x-death entries RabbitMQ added on the way. Copies are
+ * published with confirms before the original is acked: nothing is lost, at worst
+ * duplicated (and the inbox absorbs it). Undecodable bodies, invalid meta and
+ * unhandled types go straight to the DLQ with the reason (unhandled types may be
+ * skipped instead).
+ *
+ * The consumer owns its threads' connections: one AMQP connection and one PGconn,
+ * reconnected with backoff. */
+#ifndef WARREN_CONSUMER_H
+#define WARREN_CONSUMER_H
+
+#include <libpq-fe.h>
+#include <warren/common.h>
+#include <warren/conn.h>
+#include <warren/error.h>
+#include <warren/event.h>
+#include <warren/metrics.h>
+#include <warren/outbox.h>
+#include <warren/schema.h>
+#include <warren/topology.h>
+
+WR_BEGIN_DECLS
+
+typedef enum wr_unknown_policy {
+  WR_UNKNOWN_DEAD_LETTER = 0, /* unhandled event types go to the DLQ (default) */
+  WR_UNKNOWN_SKIP = 1,        /* acked and counted as skipped */
+} wr_unknown_policy;
+
+typedef struct wr_consumer_opts {
+  const char *queue;               /* "order.customer-sync" (required) */
+  const char *name;                /* inbox/guard scope; default = queue */
+  const char *database_url;        /* required */
+  const wr_conn_opts *amqp;        /* required; copied */
+  wr_queue_type queue_type;
+  uint16_t prefetch;               /* broker-side window (basic.qos) */
+  unsigned batch_size;             /* deliveries per transaction (1 = no batching) */
+  unsigned batch_wait_ms;          /* how long to wait to fill a batch */
+  const unsigned *retry_delays_ms; /* retry tiers; NULL = default 1s, 5s, 30s, 120s */
+  size_t n_retry_delays;           /* 0 with a non-NULL array = no retries */
+  unsigned delivery_limit;         /* quorum crash-loop guard (0 = none) */
+  wr_unknown_policy unknown_types;
+  size_t max_message_size;         /* larger bodies go to the DLQ undecoded */
+  unsigned inbox_retention_s;      /* inbox rows older than this are deleted */
+  unsigned inbox_cleanup_interval_s;
+  const char *source_service;      /* for events handlers publish via wr_msg_outbox */
+  const char *source_instance;
+  wr_metrics *metrics;             /* optional */
+} wr_consumer_opts;
+
+#define WR_CONSUMER_OPTS_INIT                                                          \
+  {                                                                                    \
+    .queue = NULL, .name = NULL, .database_url = NULL, .amqp = NULL,                   \
+    .queue_type = WR_QUEUE_QUORUM, .prefetch = 500, .batch_size = 200,                 \
+    .batch_wait_ms = 2, .retry_delays_ms = NULL, .n_retry_delays = 0,                  \
+    .delivery_limit = 20, .unknown_types = WR_UNKNOWN_DEAD_LETTER,                     \
+    .max_message_size = 4u << 20, .inbox_retention_s = 7 * 24 * 3600,                 \
+    .inbox_cleanup_interval_s = 600, .source_service = NULL, .source_instance = NULL,  \
+    .metrics = NULL                                                                    \
+  }
+
+typedef struct wr_consumer wr_consumer;
+typedef struct wr_msg wr_msg;
+
+/* Generic handler pointer stored by the runtime and handed back to the dispatcher. */
+typedef void (*wr_fnptr)(void);
+
+/* The dispatcher generated per event type: casts ev and calls the typed handler.
+ * Returns the handler's result: 0 = done (applied or deliberately skipped),
+ * WR_EHANDLER (or any negative code) = retry, WR_EREJECT = dead-letter now. */
+typedef int (*wr_dispatch_fn)(wr_msg *msg, const ProtobufCMessage *ev, wr_fnptr handler,
+                              void *user);
+
+/* Copies opts (strings too). Nothing connects yet. Returns 0, WR_EINVAL, WR_ENOMEM. */
+WR_EXPORT int wr_consumer_new(const wr_consumer_opts *opts, wr_consumer **out, wr_err *err);
+
+/* Registers the handler for event type t and binds the work queue to t->exchange with
+ * routing key t->type. Must be called before wr_consumer_declare/start. A second
+ * registration for the same type is WR_EEXIST. `t` must outlive the consumer. */
+WR_EXPORT int wr_consumer_on(wr_consumer *c, const wr_event_type *t, wr_dispatch_fn dispatch,
+                             wr_fnptr handler, void *user);
+
+/* Adds everything the consumer declares (domain exchanges, DLX, DLQ, retry tiers, work
+ * queue, bindings) to t. For `warren topology` and tests. */
+WR_EXPORT int wr_consumer_topology(const wr_consumer *c, wr_topology *t);
+
+/* Connects (database: applies runtime migrations; broker: declares the topology) on
+ * the calling thread without consuming, so a service can bind its queue before a
+ * catch-up load and miss nothing published meanwhile. Returns 0 or the failure. */
+WR_EXPORT int wr_consumer_declare(wr_consumer *c, wr_err *err);
+
+/* Consumes on the calling thread until wr_consumer_stop() (from another thread or a
+ * signal handler via the flag), reconnecting to both servers with backoff. Returns 0
+ * after a clean stop: in-flight work is committed and acked, nothing half-done. */
+WR_EXPORT int wr_consumer_run(wr_consumer *c);
+
+/* Runs wr_consumer_run on a new thread. */
+WR_EXPORT int wr_consumer_start(wr_consumer *c);
+
+/* Asks to stop (async-signal-safe: sets a flag). With a thread started by
+ * wr_consumer_start, wr_consumer_join() waits for it. */
+WR_EXPORT void wr_consumer_stop(wr_consumer *c);
+WR_EXPORT int wr_consumer_join(wr_consumer *c);
+
+/* Stops, joins, closes, frees. NULL allowed. */
+WR_EXPORT void wr_consumer_free(wr_consumer *c);
+
+typedef struct wr_consumer_stats {
+  uint64_t applied;        /* handler returned 0 and the transaction committed */
+  uint64_t duplicates;     /* inbox hit: already processed */
+  uint64_t stale;          /* handler reported the event as stale (wr_msg_guard) */
+  uint64_t retried;        /* sent to a retry tier */
+  uint64_t dead_lettered;  /* sent to the DLQ */
+  uint64_t skipped;        /* unknown type with WR_UNKNOWN_SKIP */
+  uint64_t batches;        /* transactions committed */
+  uint64_t batch_fallbacks;/* batches re-run one by one */
+  uint64_t reconnects;
+} wr_consumer_stats;
+WR_EXPORT void wr_consumer_stats_get(const wr_consumer *c, wr_consumer_stats *out);
+
+/* ---- inside a handler: the message ------------------------------------------------ */
+
+/* The open transaction's connection. Borrowed; valid until the handler returns. The
+ * handler must not COMMIT or ROLLBACK it. */
+WR_EXPORT PGconn *wr_msg_db(wr_msg *m);
+/* The validated meta. Borrowed; valid until the handler returns. */
+WR_EXPORT const wr_meta *wr_msg_meta(const wr_msg *m);
+WR_EXPORT const wr_event_type *wr_msg_type(const wr_msg *m);
+/* 0 for the first delivery, n after n retry tiers. */
+WR_EXPORT unsigned wr_msg_attempt(const wr_msg *m);
+WR_EXPORT bool wr_msg_redelivered(const wr_msg *m);
+/* The consumer's name (inbox/guard scope). */
+WR_EXPORT const char *wr_msg_consumer(const wr_msg *m);
+
+/* An outbox bound to the handler's transaction, with correlation_id = the incoming
+ * event's correlation id and causation_id = its event id: events published through
+ * it are committed atomically with the handler's changes. Borrowed. */
+WR_EXPORT wr_outbox *wr_msg_outbox(wr_msg *m);
+
+/* Version guard for the message's aggregate in this consumer's scope: records the
+ * event's version if it is newer than the stored one and returns 1 (apply), else
+ * returns 0 (stale: counted, the handler should return 0 without applying). An event
+ * of kind DELETED leaves a tombstone: afterwards only a newer DELETED applies, so a
+ * late update cannot resurrect the aggregate. <0 on database error (retry). */
+WR_EXPORT int wr_msg_guard(wr_msg *m);
+
+/* Marks the message stale for accounting when the handler guards by itself. */
+WR_EXPORT void wr_msg_set_stale(wr_msg *m);
+
+/* Records why the handler fails and returns code (for `return wr_msg_fail(...)`). The
+ * text ends up in x-warren-error. */
+WR_EXPORT int wr_msg_fail(wr_msg *m, int code, const char *fmt, ...) WR_PRINTF(3, 4);
+
+/* ---- the guard outside of a consumer (catch-up, reconciliation) ------------------ */
+
+enum {
+  WR_GUARD_TOMBSTONE = 1 << 0, /* the version being recorded deletes the aggregate */
+  WR_GUARD_FORCE = 1 << 1,     /* overwrite whatever is stored (repair) */
+};
+
+/* Same rule as wr_msg_guard on table warren_versions, inside the caller's
+ * transaction. Returns 1 (apply), 0 (stale or tombstoned), or WR_EDB. */
+WR_EXPORT int wr_guard_advance(PGconn *c, const char *scope, const char *aggregate_type,
+                               const char *aggregate_id, uint64_t version, unsigned flags,
+                               wr_err *err);
+
+/* The stored version (0 if none) and whether it is a tombstone. 0 or WR_EDB. */
+WR_EXPORT int wr_guard_get(PGconn *c, const char *scope, const char *aggregate_type,
+                           const char *aggregate_id, uint64_t *version, bool *tombstone,
+                           wr_err *err);
+
+WR_END_DECLS
+
+#endif

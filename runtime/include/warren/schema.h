@@ -1,0 +1,76 @@
+/* warren/schema.h: the tables protoc-gen-warren emits for every .proto with events, and
+ * the process-wide registry tools use to decode any event generically.
+ *
+ * Generated code fills these with constant data; the runtime never writes to them. */
+#ifndef WARREN_SCHEMA_H
+#define WARREN_SCHEMA_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <warren/common.h>
+
+WR_BEGIN_DECLS
+
+/* Mirrors warren.v1.EventKind (schemas/warren/v1/options.proto). */
+typedef enum wr_event_kind {
+  WR_KIND_UNSPECIFIED = 0,
+  WR_KIND_CREATED = 1,
+  WR_KIND_UPDATED = 2,
+  WR_KIND_DELETED = 3,
+  WR_KIND_SNAPSHOT = 4,
+  WR_KIND_OTHER = 5,
+} wr_event_kind;
+
+/* "created", "updated", ... ("unspecified" for unknown values). Cannot fail. */
+WR_EXPORT const char *wr_event_kind_name(wr_event_kind kind);
+
+struct wr_schema;
+
+/* One event message. `type` is the full proto name and also the AMQP routing key. The
+ * message's field number 1 is `warren.v1.EventMeta meta` (the plugin guarantees it). */
+typedef struct wr_event_type {
+  const char *type;                             /* "customer.v1.CustomerUpdated" */
+  const char *aggregate_type;                   /* "customer" */
+  wr_event_kind kind;
+  const char *exchange;                         /* "customer.events" */
+  const ProtobufCMessageDescriptor *descriptor; /* protoc-c's descriptor */
+  const struct wr_schema *schema;               /* the file it belongs to */
+} wr_event_type;
+
+/* proto3 JSON names of one message's fields, in the order of descriptor->fields. */
+typedef struct wr_json_names {
+  const ProtobufCMessageDescriptor *descriptor;
+  const char *const *names;
+} wr_json_names;
+
+/* One .proto file's events and JSON names. */
+typedef struct wr_schema {
+  unsigned abi;                /* WR_CODEGEN_ABI at generation time */
+  const char *proto_file;      /* "customer/v1/customer.proto" */
+  const char *package;         /* "customer.v1" */
+  const char *exchange;        /* default exchange of the file's events */
+  size_t n_events;
+  const wr_event_type *events;
+  size_t n_json;               /* every message defined in the file */
+  const wr_json_names *json;
+} wr_schema;
+
+/* Adds a schema to the process-wide registry used by wr_json and the DLQ tools.
+ * Idempotent and thread-safe; the schema must outlive the process (generated tables
+ * are static). Returns 0, WR_ESCHEMA if schema->abi differs from WR_CODEGEN_ABI, or
+ * WR_ENOMEM. Generated `<pkg>_subscribe` calls it; tools call it for each schema. */
+WR_EXPORT int wr_schema_register(const wr_schema *schema);
+
+/* The registered event type named `type`, or NULL. Thread-safe. */
+WR_EXPORT const wr_event_type *wr_schema_find_event(const char *type);
+
+/* The registered JSON names of a message descriptor, or NULL when none were
+ * registered (wr_json then derives them from the proto field names the way protoc
+ * does). Thread-safe. */
+WR_EXPORT const char *const *wr_schema_json_names(const ProtobufCMessageDescriptor *desc);
+
+/* Calls fn for every registered event type (registration order). Thread-safe. */
+WR_EXPORT void wr_schema_foreach_event(void (*fn)(const wr_event_type *t, void *user), void *user);
+
+WR_END_DECLS
+
+#endif
