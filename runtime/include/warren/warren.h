@@ -24,5 +24,7 @@
 #include <warren/json.h>
 #include <warren/http.h>
 #include <warren/http_client.h>
+#include <warren/service.h>
+#include <warren/sync.h>
 
 #endif

@@ -1,0 +1,67 @@
+/* warren/service.h: what every warren service process needs and would otherwise copy:
+ * configuration from environment and flags with --help, signal handling for a clean
+ * shutdown, and the standard /healthz, /readyz and /metrics replies. */
+#ifndef WARREN_SERVICE_H
+#define WARREN_SERVICE_H
+
+#include <warren/common.h>
+#include <warren/error.h>
+#include <warren/http.h>
+#include <warren/metrics.h>
+
+WR_BEGIN_DECLS
+
+/* One configuration option: `--flag value` or `--flag=value` on the command line,
+ * else the environment variable `env`, else `def` (may be NULL = unset). The result
+ * is stored in *dest (a borrowed pointer into argv, the environment, or def).
+ * `secret` options are never printed (--help shows only whether they are set) and
+ * cannot be given as flags (a command line is visible to every user of the machine):
+ * use the environment variable or `--<flag>-file PATH` (first line of the file). */
+typedef struct wr_option {
+  const char *flag;     /* "database-url" (without dashes) */
+  const char *env;      /* "WARREN_DATABASE_URL" (may be NULL) */
+  const char *def;      /* default value (may be NULL) */
+  const char *help;     /* one line */
+  const char **dest;
+  bool secret;
+  bool required;
+} wr_option;
+
+/* Parses argv against opts. Returns 0; 1 when --help or --version was printed to
+ * stdout (exit 0); WR_EINVAL with a message in err for an unknown flag, a missing
+ * value, a secret given as a flag, an unreadable --x-file, or a required option left
+ * unset. `summary` is the first line of --help. Values read from files are kept in
+ * static storage for the life of the process. */
+WR_EXPORT int wr_options_parse(const char *prog, const char *summary, wr_option *opts, size_t n,
+                               int argc, char **argv, wr_err *err);
+
+/* Parses a positive integer option value with bounds (for intervals, sizes). Returns 0
+ * or WR_EINVAL naming the option. */
+WR_EXPORT int wr_option_uint(const char *name, const char *value, unsigned min, unsigned max,
+                             unsigned *out, wr_err *err);
+
+/* Blocks SIGTERM, SIGINT and SIGHUP in the calling thread; call first in main() so
+ * every thread started afterwards inherits the mask and the signals are taken only
+ * by wr_signals_wait(). SIGPIPE is ignored (sockets report EPIPE instead). */
+WR_EXPORT void wr_signals_block(void);
+
+/* Waits for SIGTERM or SIGINT (returns its number) or until timeout_ms passes (returns
+ * 0; 0 = wait forever). SIGHUP is ignored. */
+WR_EXPORT int wr_signals_wait(unsigned timeout_ms);
+
+/* The standard replies:
+ * /healthz: 200 {"status":"ok"} while the process serves HTTP.
+ * /readyz: 200 {"status":"ready"} or 503 {"status":"not_ready","checks":{...}} from
+ *   the named checks (true = ready).
+ * /metrics: the registry in Prometheus text format (text/plain; version=0.0.4). */
+WR_EXPORT int wr_reply_healthz(wr_http_req *req);
+typedef struct wr_ready_check {
+  const char *name;
+  bool ok;
+} wr_ready_check;
+WR_EXPORT int wr_reply_readyz(wr_http_req *req, const wr_ready_check *checks, size_t n);
+WR_EXPORT int wr_reply_metrics(wr_http_req *req, wr_metrics *m);
+
+WR_END_DECLS
+
+#endif

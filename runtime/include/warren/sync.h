@@ -1,0 +1,76 @@
+/* warren/sync.h: the two safety nets beside the event stream, shared by the owner and
+ * the consumer side so both compute exactly the same thing:
+ *
+ * - Reconciliation checksums: ids are spread over N buckets by a hash of the id; each
+ *   bucket's checksum is the XOR of a 64-bit hash of "id:version" over its members
+ *   (order- and collation-independent, computed in SQL where the rows are). Comparing
+ *   N checksums finds the buckets that differ; fetching their members finds the rows.
+ * - Catch-up paging: a client for bulk endpoints answering {"items":[...],
+ *   "next_cursor":"..."|null}, with retries of transient failures. */
+#ifndef WARREN_SYNC_H
+#define WARREN_SYNC_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <warren/common.h>
+#include <warren/error.h>
+
+WR_BEGIN_DECLS
+
+#define WR_SYNC_BUCKETS_DEFAULT 64u
+#define WR_SYNC_BUCKETS_MAX 4096u
+
+typedef struct wr_bucket {
+  unsigned bucket;
+  uint64_t count;
+  uint64_t checksum; /* XOR over members; 0 for an empty bucket */
+} wr_bucket;
+
+/* The source of (id, version) rows: a table or view and its columns, plus an optional
+ * SQL condition. Identifiers are quoted by the library; `where` is trusted SQL from
+ * the program (never user input). */
+typedef struct wr_sync_source {
+  const char *table;
+  const char *id_column;
+  const char *version_column;
+  const char *where; /* may be NULL */
+} wr_sync_source;
+
+/* Fills out[0..n_buckets-1] with every bucket's count and checksum (empty buckets
+ * included). Returns 0, WR_EINVAL (n_buckets 0 or above the max), WR_EDB. */
+WR_EXPORT int wr_sync_checksums(PGconn *c, const wr_sync_source *src, unsigned n_buckets,
+                                wr_bucket *out, wr_err *err);
+
+/* Calls fn(id, version) for every member of one bucket, ordered by id. fn returns 0 to
+ * go on. Returns 0, WR_EINVAL, WR_EDB, or fn's non-zero value. */
+typedef int (*wr_sync_member_fn)(const char *id, uint64_t version, void *user);
+WR_EXPORT int wr_sync_bucket_members(PGconn *c, const wr_sync_source *src, unsigned n_buckets,
+                                     unsigned bucket, wr_sync_member_fn fn, void *user,
+                                     wr_err *err);
+
+/* The bucket of an id and the hash of one member, computed in C exactly as the SQL
+ * does (for tests and for in-memory comparisons). Cannot fail. */
+WR_EXPORT unsigned wr_sync_bucket_of(const char *id, unsigned n_buckets);
+WR_EXPORT uint64_t wr_sync_member_hash(const char *id, uint64_t version);
+
+/* Pages through a bulk endpoint: GET url (which must already carry its query, e.g.
+ * "http://h:8081/customers?updated_since=...&limit=1000"), then the same URL with
+ * &cursor=<next_cursor> until next_cursor is null. fn receives each page's "items"
+ * array (borrowed, valid during the call) and returns 0 to continue. Transient
+ * failures (connection errors, 5xx) are retried with backoff up to `retries` times
+ * per page; a 4xx or a malformed page fails at once (WR_EHTTP / WR_EJSON with the
+ * status and message). *pages / *items (may be NULL) count what was delivered. */
+typedef int (*wr_sync_page_fn)(json_t *items, void *user);
+typedef struct wr_sync_pager {
+  const char *url;
+  const char *const *headers; /* NULL-terminated "Name: value", or NULL */
+  unsigned timeout_ms;        /* per request */
+  unsigned retries;
+  const volatile int *stop;   /* may be NULL */
+} wr_sync_pager;
+WR_EXPORT int wr_sync_pages(const wr_sync_pager *p, wr_sync_page_fn fn, void *user,
+                            size_t *pages, size_t *items, wr_err *err);
+
+WR_END_DECLS
+
+#endif

@@ -1,0 +1,207 @@
+/* service.c: options, signals and standard replies shared by warren services. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <warren/service.h>
+#include <warren/util.h>
+
+/* Values read from --x-file live for the whole process (options hold borrowed
+ * pointers), so they are kept here rather than freed. */
+static char *file_values[32];
+static size_t n_file_values;
+
+static int read_first_line(const char *path, const char **out, wr_err *err) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return wr_err_set(err, WR_EINVAL, "cannot read %s: %s", path, strerror(errno));
+  char buf[4096];
+  if (!fgets(buf, sizeof buf, f))
+    buf[0] = '\0';
+  fclose(f);
+  buf[strcspn(buf, "\r\n")] = '\0';
+  if (n_file_values >= sizeof file_values / sizeof file_values[0])
+    return wr_err_set(err, WR_EINVAL, "too many --*-file options");
+  char *v = strdup(buf);
+  if (!v)
+    return wr_err_set(err, WR_ENOMEM, "out of memory");
+  file_values[n_file_values++] = v;
+  *out = v;
+  return 0;
+}
+
+static void print_help(const char *prog, const char *summary, const wr_option *opts, size_t n) {
+  printf("%s\n\nusage: %s [options]\n\noptions (flag, environment variable, default):\n",
+         summary, prog);
+  for (size_t i = 0; i < n; i++) {
+    const wr_option *o = &opts[i];
+    if (o->secret)
+      printf("  --%s-file PATH\n", o->flag);
+    else
+      printf("  --%s VALUE\n", o->flag);
+    printf("      %s", o->help);
+    if (o->env)
+      printf(" [env %s]", o->env);
+    if (o->secret)
+      printf(" (secret: environment or file only)");
+    else if (o->def)
+      printf(" (default: %s)", o->def);
+    if (o->required)
+      printf(" (required)");
+    printf("\n");
+  }
+  printf("  --help      this text\n  --version   print the version\n");
+}
+
+int wr_options_parse(const char *prog, const char *summary, wr_option *opts, size_t n,
+                     int argc, char **argv, wr_err *err) {
+  bool *from_flag = calloc(n ? n : 1, sizeof *from_flag);
+  if (!from_flag)
+    return wr_err_set(err, WR_ENOMEM, "out of memory");
+  int rc = 0;
+  for (int i = 1; i < argc && rc == 0; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      print_help(prog, summary, opts, n);
+      free(from_flag);
+      return 1;
+    }
+    if (strcmp(a, "--version") == 0) {
+      printf("%s (warren %s)\n", prog, wr_version());
+      free(from_flag);
+      return 1;
+    }
+    if (strncmp(a, "--", 2) != 0) {
+      rc = wr_err_set(err, WR_EINVAL, "unexpected argument '%s' (see --help)", a);
+      break;
+    }
+    const char *name = a + 2;
+    const char *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    bool is_file = nlen > 5 && strncmp(name + nlen - 5, "-file", 5) == 0;
+    size_t base = is_file ? nlen - 5 : nlen;
+    size_t k;
+    for (k = 0; k < n; k++)
+      if (strlen(opts[k].flag) == base && strncmp(opts[k].flag, name, base) == 0)
+        break;
+    if (k == n || (is_file && !opts[k].secret)) {
+      rc = wr_err_set(err, WR_EINVAL, "unknown option --%.*s (see --help)", (int)nlen, name);
+      break;
+    }
+    if (opts[k].secret && !is_file) {
+      rc = wr_err_set(err, WR_EINVAL,
+                      "--%s is a secret: give it in %s or with --%s-file (command lines are "
+                      "visible to every user)",
+                      opts[k].flag, opts[k].env ? opts[k].env : "the environment", opts[k].flag);
+      break;
+    }
+    const char *val = eq ? eq + 1 : NULL;
+    if (!val) {
+      if (i + 1 >= argc) {
+        rc = wr_err_set(err, WR_EINVAL, "--%.*s needs a value", (int)nlen, name);
+        break;
+      }
+      val = argv[++i];
+    }
+    if (is_file)
+      rc = read_first_line(val, opts[k].dest, err);
+    else
+      *opts[k].dest = val;
+    from_flag[k] = true;
+  }
+  for (size_t k = 0; k < n && rc == 0; k++) {
+    if (from_flag[k])
+      continue;
+    const char *v = opts[k].env ? getenv(opts[k].env) : NULL;
+    *opts[k].dest = (v && *v) ? v : opts[k].def;
+    if (opts[k].required && (!*opts[k].dest || !**opts[k].dest))
+      rc = wr_err_set(err, WR_EINVAL, "missing required option --%s%s%s", opts[k].flag,
+                      opts[k].env ? " / " : "", opts[k].env ? opts[k].env : "");
+  }
+  free(from_flag);
+  return rc;
+}
+
+int wr_option_uint(const char *name, const char *value, unsigned min, unsigned max,
+                   unsigned *out, wr_err *err) {
+  if (!value || !*value)
+    return wr_err_set(err, WR_EINVAL, "--%s needs a number", name);
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(value, &end, 10);
+  if (errno || *end || value[0] == '-' || v < min || v > max)
+    return wr_err_set(err, WR_EINVAL, "--%s must be a number in %u..%u (got '%s')", name, min,
+                      max, value);
+  *out = (unsigned)v;
+  return 0;
+}
+
+void wr_signals_block(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int wr_signals_wait(unsigned timeout_ms) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  int64_t end = wr_mono_ns() + (int64_t)timeout_ms * 1000000;
+  for (;;) {
+    int sig;
+    if (timeout_ms == 0) {
+      if (sigwait(&set, &sig) != 0)
+        continue;
+    } else {
+      int64_t left = end - wr_mono_ns();
+      if (left <= 0)
+        return 0;
+      struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+      sig = sigtimedwait(&set, NULL, &ts);
+      if (sig < 0) {
+        if (errno == EAGAIN)
+          return 0;
+        continue; /* EINTR */
+      }
+    }
+    if (sig == SIGTERM || sig == SIGINT)
+      return sig;
+  }
+}
+
+int wr_reply_healthz(wr_http_req *req) {
+  return wr_http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+int wr_reply_readyz(wr_http_req *req, const wr_ready_check *checks, size_t n) {
+  json_t *c = json_object();
+  bool ready = true;
+  for (size_t i = 0; i < n; i++) {
+    json_object_set_new(c, checks[i].name, json_boolean(checks[i].ok));
+    ready = ready && checks[i].ok;
+  }
+  return wr_http_reply_json(req, ready ? 200 : 503,
+                            json_pack("{s:s,s:o}", "status", ready ? "ready" : "not_ready",
+                                      "checks", c));
+}
+
+int wr_reply_metrics(wr_http_req *req, wr_metrics *m) {
+  char *text = wr_metrics_render(m);
+  if (!text)
+    return wr_http_reply_error(req, 500, "internal", "cannot render metrics");
+  int rc = wr_http_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+                               strlen(text));
+  free(text);
+  return rc;
+}

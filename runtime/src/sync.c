@@ -1,0 +1,331 @@
+/* sync.c: reconciliation checksums and the catch-up pager (warren/sync.h).
+ *
+ * The hashes must be identical in SQL (where the rows live) and in C (tests,
+ * in-memory comparisons), so they are built from md5, which PostgreSQL has built in:
+ *   bucket(id)       = first 4 bytes of md5(id) as big-endian uint32, mod n
+ *   member(id, ver)  = first 8 bytes of md5(id || ':' || ver) as big-endian int64
+ * md5 is used as a well-distributed fingerprint here, not for security. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <warren/http_client.h>
+#include <warren/sync.h>
+#include <warren/util.h>
+
+/* ---- md5 (RFC 1321), compact ---------------------------------------------------- */
+
+static uint32_t rol(uint32_t x, unsigned c) { return (x << c) | (x >> (32 - c)); }
+
+static void md5(const void *data, size_t len, unsigned char out[16]) {
+  static const uint32_t K[64] = {
+      0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613,
+      0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193,
+      0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d,
+      0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
+      0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122,
+      0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
+      0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244,
+      0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+      0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
+      0xeb86d391};
+  static const unsigned R[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+                                 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20,
+                                 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+                                 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
+  uint32_t h0 = 0x67452301, h1 = 0xefcdab89, h2 = 0x98badcfe, h3 = 0x10325476;
+  const unsigned char *p = data;
+  uint64_t bits = (uint64_t)len * 8;
+  size_t total = ((len + 8) / 64 + 1) * 64;
+  for (size_t off = 0; off < total; off += 64) {
+    unsigned char blk[64];
+    for (size_t i = 0; i < 64; i++) {
+      size_t k = off + i;
+      if (k < len)
+        blk[i] = p[k];
+      else if (k == len)
+        blk[i] = 0x80;
+      else if (k >= total - 8)
+        blk[i] = (unsigned char)(bits >> (8 * (k - (total - 8))));
+      else
+        blk[i] = 0;
+    }
+    uint32_t w[16];
+    for (int i = 0; i < 16; i++)
+      w[i] = (uint32_t)blk[i * 4] | (uint32_t)blk[i * 4 + 1] << 8 |
+             (uint32_t)blk[i * 4 + 2] << 16 | (uint32_t)blk[i * 4 + 3] << 24;
+    uint32_t a = h0, b = h1, c = h2, d = h3;
+    for (unsigned i = 0; i < 64; i++) {
+      uint32_t f;
+      unsigned g;
+      if (i < 16) {
+        f = (b & c) | (~b & d);
+        g = i;
+      } else if (i < 32) {
+        f = (d & b) | (~d & c);
+        g = (5 * i + 1) % 16;
+      } else if (i < 48) {
+        f = b ^ c ^ d;
+        g = (3 * i + 5) % 16;
+      } else {
+        f = c ^ (b | ~d);
+        g = (7 * i) % 16;
+      }
+      uint32_t tmp = d;
+      d = c;
+      c = b;
+      b = b + rol(a + f + K[i] + w[g], R[i]);
+      a = tmp;
+    }
+    h0 += a;
+    h1 += b;
+    h2 += c;
+    h3 += d;
+  }
+  uint32_t h[4] = {h0, h1, h2, h3};
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++)
+      out[i * 4 + j] = (unsigned char)(h[i] >> (8 * j));
+}
+
+unsigned wr_sync_bucket_of(const char *id, unsigned n_buckets) {
+  unsigned char d[16];
+  md5(id, strlen(id), d);
+  uint32_t v = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+  return n_buckets ? v % n_buckets : 0;
+}
+
+uint64_t wr_sync_member_hash(const char *id, uint64_t version) {
+  char buf[1024];
+  int n = snprintf(buf, sizeof buf, "%s:%" PRIu64, id, version);
+  size_t len = n < 0 ? 0 : (size_t)n;
+  char *heap = NULL;
+  const char *p = buf;
+  if (len >= sizeof buf) { /* ids are bounded by callers, but never truncate a hash */
+    heap = malloc(len + 1);
+    if (!heap)
+      return 0;
+    snprintf(heap, len + 1, "%s:%" PRIu64, id, version);
+    p = heap;
+  }
+  unsigned char d[16];
+  md5(p, len, d);
+  free(heap);
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | d[i];
+  return v;
+}
+
+/* ---- SQL side ------------------------------------------------------------------ */
+
+/* Builds the quoted identifiers of src into q_table/q_id/q_ver (PQescapeIdentifier). */
+static int quote_source(PGconn *c, const wr_sync_source *src, char **t, char **id, char **ver,
+                        wr_err *err) {
+  *t = *id = *ver = NULL;
+  if (!src || !src->table || !src->id_column || !src->version_column)
+    return wr_err_set(err, WR_EINVAL, "sync source needs table, id and version columns");
+  *t = PQescapeIdentifier(c, src->table, strlen(src->table));
+  *id = PQescapeIdentifier(c, src->id_column, strlen(src->id_column));
+  *ver = PQescapeIdentifier(c, src->version_column, strlen(src->version_column));
+  if (!*t || !*id || !*ver) {
+    PQfreemem(*t);
+    PQfreemem(*id);
+    PQfreemem(*ver);
+    *t = *id = *ver = NULL;
+    return wr_err_set(err, WR_EDB, "cannot quote identifiers: %s", PQerrorMessage(c));
+  }
+  return 0;
+}
+
+#define BUCKET_EXPR "((('x' || substr(md5(%s::text), 1, 8))::bit(32)::bigint) %% $1)"
+#define MEMBER_EXPR "(('x' || substr(md5(%s::text || ':' || %s::text), 1, 16))::bit(64)::bigint)"
+
+int wr_sync_checksums(PGconn *c, const wr_sync_source *src, unsigned n_buckets, wr_bucket *out,
+                      wr_err *err) {
+  if (n_buckets == 0 || n_buckets > WR_SYNC_BUCKETS_MAX || !out)
+    return wr_err_set(err, WR_EINVAL, "bucket count must be 1..%u", WR_SYNC_BUCKETS_MAX);
+  char *t, *id, *ver;
+  int rc = quote_source(c, src, &t, &id, &ver, err);
+  if (rc)
+    return rc;
+  char sql[1024];
+  snprintf(sql, sizeof sql,
+           "SELECT " BUCKET_EXPR " AS b, count(*), bit_xor(" MEMBER_EXPR ") FROM %s%s%s%s "
+           "GROUP BY 1",
+           id, id, ver, t, src->where ? " WHERE (" : "", src->where ? src->where : "",
+           src->where ? ")" : "");
+  PQfreemem(t);
+  PQfreemem(id);
+  PQfreemem(ver);
+  for (unsigned i = 0; i < n_buckets; i++)
+    out[i] = (wr_bucket){.bucket = i, .count = 0, .checksum = 0};
+  char nb[16];
+  snprintf(nb, sizeof nb, "%u", n_buckets);
+  const char *params[1] = {nb};
+  PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    wr_err_set(err, WR_EDB, "checksums of %s: %s", src->table, PQresultErrorMessage(r));
+    PQclear(r);
+    return WR_EDB;
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    unsigned long b = strtoul(PQgetvalue(r, i, 0), NULL, 10);
+    if (b >= n_buckets)
+      continue;
+    out[b].count = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+    out[b].checksum = (uint64_t)strtoll(PQgetvalue(r, i, 2), NULL, 10);
+  }
+  PQclear(r);
+  return 0;
+}
+
+int wr_sync_bucket_members(PGconn *c, const wr_sync_source *src, unsigned n_buckets,
+                           unsigned bucket, wr_sync_member_fn fn, void *user, wr_err *err) {
+  if (n_buckets == 0 || n_buckets > WR_SYNC_BUCKETS_MAX || bucket >= n_buckets || !fn)
+    return wr_err_set(err, WR_EINVAL, "bucket %u out of range 0..%u", bucket,
+                      n_buckets ? n_buckets - 1 : 0);
+  char *t, *id, *ver;
+  int rc = quote_source(c, src, &t, &id, &ver, err);
+  if (rc)
+    return rc;
+  char sql[1024];
+  snprintf(sql, sizeof sql,
+           "SELECT %s::text, %s FROM %s WHERE " BUCKET_EXPR " = $2%s%s%s ORDER BY 1", id, ver, t,
+           id, src->where ? " AND (" : "", src->where ? src->where : "", src->where ? ")" : "");
+  PQfreemem(t);
+  PQfreemem(id);
+  PQfreemem(ver);
+  char nb[16], bk[16];
+  snprintf(nb, sizeof nb, "%u", n_buckets);
+  snprintf(bk, sizeof bk, "%u", bucket);
+  const char *params[2] = {nb, bk};
+  PGresult *r = PQexecParams(c, sql, 2, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    wr_err_set(err, WR_EDB, "members of bucket %u of %s: %s", bucket, src->table,
+               PQresultErrorMessage(r));
+    PQclear(r);
+    return WR_EDB;
+  }
+  rc = 0;
+  for (int i = 0; i < PQntuples(r) && rc == 0; i++)
+    rc = fn(PQgetvalue(r, i, 0), strtoull(PQgetvalue(r, i, 1), NULL, 10), user);
+  PQclear(r);
+  return rc;
+}
+
+/* ---- catch-up pager ------------------------------------------------------------ */
+
+/* Appends "cursor=<escaped>" to url. */
+static char *url_with_cursor(const char *url, const char *cursor) {
+  size_t n = strlen(url), cl = strlen(cursor);
+  char *out = malloc(n + 8 + cl * 3 + 1);
+  if (!out)
+    return NULL;
+  char *o = out;
+  memcpy(o, url, n);
+  o += n;
+  *o++ = strchr(url, '?') ? '&' : '?';
+  memcpy(o, "cursor=", 7);
+  o += 7;
+  static const char hex[] = "0123456789ABCDEF";
+  for (const unsigned char *p = (const unsigned char *)cursor; *p; p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+        *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+      *o++ = (char)*p;
+    } else {
+      *o++ = '%';
+      *o++ = hex[*p >> 4];
+      *o++ = hex[*p & 15];
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+/* One page with retries of transient failures. On 0, *page is the parsed object. */
+static int fetch_page(const wr_sync_pager *p, const char *url, json_t **page, wr_err *err) {
+  int rc = 0;
+  for (unsigned attempt = 0;; attempt++) {
+    int status = 0;
+    json_t *body = NULL;
+    rc = wr_http_get_json(url, p->headers, p->timeout_ms ? p->timeout_ms : 30000, &status, &body,
+                          err);
+    if (rc == 0 && status == 200) {
+      if (!json_is_object(body) || !json_is_array(json_object_get(body, "items"))) {
+        json_decref(body);
+        return wr_err_set(err, WR_EJSON, "page without an \"items\" array");
+      }
+      json_t *next = json_object_get(body, "next_cursor");
+      if (next && !json_is_null(next) && !json_is_string(next)) {
+        json_decref(body);
+        return wr_err_set(err, WR_EJSON, "next_cursor is neither a string nor null");
+      }
+      *page = body;
+      return 0;
+    }
+    bool transient = rc == WR_EIO || rc == WR_ETIMEDOUT || rc == WR_EHTTP ||
+                     (rc == 0 && status >= 500);
+    if (rc == 0) {
+      json_t *e = json_object_get(json_object_get(body, "error"), "message");
+      wr_err_set(err, WR_EHTTP, "GET page: HTTP %d%s%s", status, e ? ": " : "",
+                 e ? json_string_value(e) : "");
+      rc = WR_EHTTP;
+    }
+    json_decref(body);
+    if (!transient || attempt >= p->retries)
+      return rc;
+    if (wr_sleep_ms(wr_backoff_ms(attempt, 200, 5000), p->stop) != 0)
+      return wr_err_set(err, WR_ESTOPPED, "catch-up stopped");
+  }
+}
+
+int wr_sync_pages(const wr_sync_pager *p, wr_sync_page_fn fn, void *user, size_t *pages,
+                  size_t *items, wr_err *err) {
+  if (pages)
+    *pages = 0;
+  if (items)
+    *items = 0;
+  if (!p || !p->url || !fn)
+    return wr_err_set(err, WR_EINVAL, "pager needs a URL and a page function");
+  char *url = strdup(p->url);
+  if (!url)
+    return wr_err_set(err, WR_ENOMEM, "out of memory");
+  int rc = 0;
+  for (;;) {
+    if (p->stop && *p->stop) {
+      rc = wr_err_set(err, WR_ESTOPPED, "catch-up stopped");
+      break;
+    }
+    json_t *page = NULL;
+    rc = fetch_page(p, url, &page, err);
+    if (rc)
+      break;
+    json_t *arr = json_object_get(page, "items");
+    rc = fn(arr, user);
+    if (rc) {
+      json_decref(page);
+      break;
+    }
+    if (pages)
+      (*pages)++;
+    if (items)
+      *items += json_array_size(arr);
+    json_t *next = json_object_get(page, "next_cursor");
+    if (!next || json_is_null(next)) {
+      json_decref(page);
+      break;
+    }
+    char *nu = url_with_cursor(p->url, json_string_value(next));
+    json_decref(page);
+    if (!nu) {
+      rc = wr_err_set(err, WR_ENOMEM, "out of memory");
+      break;
+    }
+    free(url);
+    url = nu;
+  }
+  free(url);
+  return rc;
+}
