@@ -327,3 +327,69 @@ int wr_sleep_ms(unsigned ms, const volatile int *stop) {
     nanosleep(&ts, NULL);
   }
 }
+
+static const char B64_STD[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char B64_URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int wr_base64_encode(const void *data, size_t len, bool url, char *out, size_t outsz) {
+  const char *abc = url ? B64_URL : B64_STD;
+  const unsigned char *p = data;
+  size_t need = (len + 2) / 3 * 4 + 1;
+  if (!out || outsz < need)
+    return WR_ETOOBIG;
+  size_t o = 0;
+  for (size_t i = 0; i < len; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16;
+    if (i + 1 < len)
+      v |= (uint32_t)p[i + 1] << 8;
+    if (i + 2 < len)
+      v |= p[i + 2];
+    out[o++] = abc[v >> 18 & 63];
+    out[o++] = abc[v >> 12 & 63];
+    if (i + 1 < len)
+      out[o++] = abc[v >> 6 & 63];
+    else if (!url)
+      out[o++] = '=';
+    if (i + 2 < len)
+      out[o++] = abc[v & 63];
+    else if (!url)
+      out[o++] = '=';
+  }
+  out[o] = '\0';
+  return (int)o;
+}
+
+int wr_base64_decode(const char *text, size_t len, bool url, void *out, size_t outsz) {
+  const char *abc = url ? B64_URL : B64_STD;
+  unsigned char *o = out;
+  size_t pad = 0;
+  while (pad < 2 && len > 0 && text[len - 1] == '=') {
+    len--;
+    pad++;
+  }
+  if (!url && (len + pad) % 4 != 0)
+    return WR_EINVAL;
+  if (len % 4 == 1)
+    return WR_EINVAL;
+  size_t n = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
+  if (n > outsz)
+    return WR_ETOOBIG;
+  uint32_t acc = 0;
+  unsigned bits = 0;
+  size_t w = 0;
+  for (size_t i = 0; i < len; i++) {
+    const char *q = text[i] ? strchr(abc, text[i]) : NULL;
+    if (!q)
+      return WR_EINVAL;
+    acc = acc << 6 | (uint32_t)(q - abc);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      o[w++] = (unsigned char)(acc >> bits);
+    }
+  }
+  /* leftover bits must be zero (canonical encoding) */
+  if (bits && (acc & ((1u << bits) - 1)))
+    return WR_EINVAL;
+  return (int)w;
+}

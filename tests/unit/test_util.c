@@ -93,10 +93,44 @@ static void backoff_bounds(void **state) {
     }
 }
 
+static void base64(void **state) {
+  (void)state;
+  char out[64];
+  unsigned char back[64];
+  const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+  const char *std[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+  const char *url[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+  for (int i = 0; i < 7; i++) {
+    size_t n = strlen(in[i]);
+    assert_int_equal(wr_base64_encode(in[i], n, false, out, sizeof out), strlen(std[i]));
+    assert_string_equal(out, std[i]);
+    assert_int_equal(wr_base64_encode(in[i], n, true, out, sizeof out), strlen(url[i]));
+    assert_string_equal(out, url[i]);
+    assert_int_equal(wr_base64_decode(std[i], strlen(std[i]), false, back, sizeof back), n);
+    assert_memory_equal(back, in[i], n);
+    assert_int_equal(wr_base64_decode(url[i], strlen(url[i]), true, back, sizeof back), n);
+    assert_memory_equal(back, in[i], n);
+  }
+  unsigned char bin[3] = {0xfb, 0xff, 0xfe};
+  assert_int_equal(wr_base64_encode(bin, 3, false, out, sizeof out), 4);
+  assert_string_equal(out, "+//+");
+  assert_int_equal(wr_base64_encode(bin, 3, true, out, sizeof out), 4);
+  assert_string_equal(out, "-__-");
+  /* hostile */
+  assert_int_equal(wr_base64_decode("Zm9v!", 5, true, back, sizeof back), WR_EINVAL);
+  assert_int_equal(wr_base64_decode("Zm9", 3, false, back, sizeof back), WR_EINVAL);
+  assert_int_equal(wr_base64_decode("Z", 1, true, back, sizeof back), WR_EINVAL);
+  assert_int_equal(wr_base64_decode("Zh", 2, true, back, sizeof back), WR_EINVAL); /* non-canonical */
+  assert_int_equal(wr_base64_decode("-__-", 4, false, back, sizeof back), WR_EINVAL);
+  assert_int_equal(wr_base64_decode("Zm\0v", 4, true, back, sizeof back), WR_EINVAL);
+  assert_int_equal(wr_base64_decode("Zm9vYmFy", 8, true, back, 5), WR_ETOOBIG);
+  assert_int_equal(wr_base64_encode("foo", 3, false, out, 4), WR_ETOOBIG);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(uuid_v7_shape_and_order), cmocka_unit_test(rfc3339_round_trip),
-      cmocka_unit_test(redaction), cmocka_unit_test(consttime), cmocka_unit_test(backoff_bounds),
+      cmocka_unit_test(redaction), cmocka_unit_test(consttime), cmocka_unit_test(backoff_bounds), cmocka_unit_test(base64),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

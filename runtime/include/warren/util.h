@@ -44,6 +44,14 @@ WR_EXPORT bool wr_consttime_eq(const char *a, size_t alen, const char *b, size_t
  * 2^attempt)] ms, never below base/2. Thread-safe. */
 WR_EXPORT unsigned wr_backoff_ms(unsigned attempt, unsigned base_ms, unsigned cap_ms);
 
+/* Base64 (RFC 4648). url=true uses the URL-safe alphabet without padding. encode
+ * writes NUL-terminated text into out (outsz >= 4 * ceil(len / 3) + 1) and returns
+ * its length, or WR_ETOOBIG. decode accepts exactly one alphabet (padding optional
+ * when url=true, required otherwise), rejects any other byte, and returns the decoded
+ * length or WR_EINVAL / WR_ETOOBIG (outsz too small). */
+WR_EXPORT int wr_base64_encode(const void *data, size_t len, bool url, char *out, size_t outsz);
+WR_EXPORT int wr_base64_decode(const char *text, size_t len, bool url, void *out, size_t outsz);
+
 /* Sleeps ms milliseconds, returning early (WR_ESTOPPED) when *stop becomes true
  * (polled every 50 ms). stop may be NULL. Returns 0 otherwise. */
 WR_EXPORT int wr_sleep_ms(unsigned ms, const volatile int *stop);
