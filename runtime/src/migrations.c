@@ -1,0 +1,72 @@
+/* migrations.c: the runtime's own tables (component "warren"), applied by
+ * wr_db_migrate_runtime() at service start. The tables are documented in
+ * docs/DESIGN.md ("Runtime tables"); column names are a contract with outbox.c,
+ * relay.c, consumer.c and guard.c.
+ *
+ * Released migrations are never edited: a change is a new entry at the end. */
+#include <warren/db.h>
+
+/* v1: outbox, inbox, version guard.
+ *
+ * warren_outbox is an insert-then-delete queue. Its claim scans the primary key in id
+ * order and skips rows whose next_attempt_at lies ahead; dead index entries of
+ * deleted rows are what slows such a queue down, so autovacuum is told to visit the
+ * table after a fixed number of dead rows rather than a fraction of its (tiny) size.
+ *
+ * The NOTIFY comes from a statement-level trigger: one notification per inserting
+ * statement, and PostgreSQL folds identical notifications of one transaction into
+ * one, so a transaction appending many events wakes the relays once, at commit.
+ *
+ * version is bigint: the outbox refuses meta.version above INT64_MAX. */
+static const char v1_sql[] =
+    "CREATE TABLE warren_outbox ("
+    "  id bigserial PRIMARY KEY,"
+    "  event_id uuid NOT NULL UNIQUE,"
+    "  event_type text NOT NULL,"
+    "  exchange text NOT NULL,"
+    "  routing_key text NOT NULL,"
+    "  aggregate_type text NOT NULL,"
+    "  aggregate_id text NOT NULL,"
+    "  version bigint NOT NULL CHECK (version >= 1),"
+    "  correlation_id text,"
+    "  causation_id text,"
+    "  source_service text NOT NULL DEFAULT '',"
+    "  occurred_at timestamptz NOT NULL,"
+    "  payload bytea NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  attempts integer NOT NULL DEFAULT 0,"
+    "  next_attempt_at timestamptz NOT NULL DEFAULT now(),"
+    "  last_error text"
+    ") WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,"
+    "        autovacuum_vacuum_insert_scale_factor = 0,"
+    "        autovacuum_vacuum_insert_threshold = 5000);"
+    "CREATE FUNCTION warren_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN PERFORM pg_notify('warren_outbox', ''); RETURN NULL; END $$;"
+    "CREATE TRIGGER warren_outbox_notify AFTER INSERT ON warren_outbox"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION warren_outbox_notify();"
+    "CREATE TABLE warren_inbox ("
+    "  consumer text NOT NULL,"
+    "  event_id uuid NOT NULL,"
+    "  processed_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (consumer, event_id)"
+    ");"
+    /* The cleanup job deletes by age. */
+    "CREATE INDEX warren_inbox_processed_at ON warren_inbox (processed_at);"
+    "CREATE TABLE warren_versions ("
+    "  scope text NOT NULL,"
+    "  aggregate_type text NOT NULL,"
+    "  aggregate_id text NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  tombstone boolean NOT NULL DEFAULT false,"
+    "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (scope, aggregate_type, aggregate_id)"
+    ");";
+
+static const wr_migration runtime_migrations[] = {
+    {1, "runtime tables: outbox, inbox, versions", v1_sql},
+};
+
+int wr_db_migrate_runtime(PGconn *c, wr_err *err) {
+  return wr_db_migrate(c, "warren", runtime_migrations,
+                       sizeof runtime_migrations / sizeof runtime_migrations[0], err);
+}
