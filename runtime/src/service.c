@@ -205,3 +205,117 @@ int wr_reply_metrics(wr_http_req *req, wr_metrics *m) {
   free(text);
   return rc;
 }
+
+long wr_utf8_chars(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s, *end = p + len;
+  long n = 0;
+  while (p < end) {
+    unsigned c = *p;
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7f)
+        return -1;
+      p++;
+      n++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      k = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      k = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      k = 3;
+      cp = c & 0x07;
+    } else {
+      return -1;
+    }
+    if ((size_t)(end - p) <= k)
+      return -1;
+    for (size_t i = 1; i <= k; i++) {
+      if ((p[i] & 0xc0) != 0x80)
+        return -1;
+      cp = cp << 6 | (p[i] & 0x3f);
+    }
+    /* overlong forms, surrogates, beyond U+10FFFF */
+    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+      return -1;
+    p += k + 1;
+    n++;
+  }
+  return n;
+}
+
+int wr_body_only(wr_http_req *req, json_t *obj, const char *const *allowed) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    bool ok = false;
+    for (size_t i = 0; allowed[i] && !ok; i++)
+      ok = strcmp(key, allowed[i]) == 0;
+    if (!ok) {
+      /* the key is outside text: print a bounded, sanitized prefix of it */
+      char shown[64];
+      size_t j = 0;
+      for (const char *p = key; *p && j + 1 < sizeof shown; p++)
+        shown[j++] = (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') ? *p : '?';
+      shown[j] = '\0';
+      wr_http_reply_error(req, 422, "unknown_field", "unknown field \"%s\"", shown);
+      return -1;
+    }
+  }
+  return 1;
+}
+
+int wr_body_string(wr_http_req *req, json_t *obj, const char *key, bool required,
+                   size_t min_chars, size_t max_chars, const char **out) {
+  json_t *v = json_object_get(obj, key);
+  if (!v || json_is_null(v)) {
+    if (!required)
+      return 0;
+    wr_http_reply_error(req, 422, "missing_field", "field \"%s\" is required", key);
+    return -1;
+  }
+  if (!json_is_string(v)) {
+    wr_http_reply_error(req, 422, "invalid_type", "field \"%s\" must be a string", key);
+    return -1;
+  }
+  long n = wr_utf8_chars(json_string_value(v), json_string_length(v));
+  if (n < 0) {
+    wr_http_reply_error(req, 422, "invalid_value",
+                        "field \"%s\" contains control characters or invalid UTF-8", key);
+    return -1;
+  }
+  if ((size_t)n < min_chars || (size_t)n > max_chars) {
+    wr_http_reply_error(req, 422, "invalid_value", "field \"%s\" must have %zu to %zu characters",
+                        key, min_chars, max_chars);
+    return -1;
+  }
+  *out = json_string_value(v);
+  return 1;
+}
+
+int wr_body_int(wr_http_req *req, json_t *obj, const char *key, bool required, int64_t min,
+                int64_t max, int64_t *out) {
+  json_t *v = json_object_get(obj, key);
+  if (!v || json_is_null(v)) {
+    if (!required)
+      return 0;
+    wr_http_reply_error(req, 422, "missing_field", "field \"%s\" is required", key);
+    return -1;
+  }
+  if (!json_is_integer(v)) {
+    wr_http_reply_error(req, 422, "invalid_type", "field \"%s\" must be an integer", key);
+    return -1;
+  }
+  json_int_t i = json_integer_value(v);
+  if (i < min || i > max) {
+    wr_http_reply_error(req, 422, "invalid_value", "field \"%s\" must be in %lld..%lld", key,
+                        (long long)min, (long long)max);
+    return -1;
+  }
+  *out = i;
+  return 1;
+}

@@ -56,6 +56,7 @@ typedef struct wr_relay_stats {
   uint64_t failed;      /* row publish attempts that were nacked/returned/lost */
   uint64_t batches;
   uint64_t reconnects;
+  bool connected;       /* broker connection currently open (for readiness) */
 } wr_relay_stats;
 
 /* Copies opts; connects nothing yet. */

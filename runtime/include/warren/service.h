@@ -62,6 +62,26 @@ typedef struct wr_ready_check {
 WR_EXPORT int wr_reply_readyz(wr_http_req *req, const wr_ready_check *checks, size_t n);
 WR_EXPORT int wr_reply_metrics(wr_http_req *req, wr_metrics *m);
 
+/* ---- JSON request bodies: validation that answers 422 by itself ----------------- *
+ * Each returns 1 when the value is present and valid (*out set), 0 when it is absent
+ * and not required, and -1 after replying 422 {"error":{"code":...}} (the handler
+ * must then return without replying again). Codes: "unknown_field",
+ * "missing_field", "invalid_type", "invalid_value". */
+
+/* Refuses keys not in `allowed` (NULL-terminated): 1 ok, -1 replied. */
+WR_EXPORT int wr_body_only(wr_http_req *req, json_t *obj, const char *const *allowed);
+/* A string of min..max characters (UTF-8 code points) without control characters.
+ * *out is borrowed from obj. */
+WR_EXPORT int wr_body_string(wr_http_req *req, json_t *obj, const char *key, bool required,
+                             size_t min_chars, size_t max_chars, const char **out);
+/* An integer in [min, max]; a JSON real with a fraction or out of range is refused. */
+WR_EXPORT int wr_body_int(wr_http_req *req, json_t *obj, const char *key, bool required,
+                          int64_t min, int64_t max, int64_t *out);
+
+/* The number of UTF-8 code points in s, or -1 if s is not valid UTF-8 or contains a
+ * control character (U+0000..U+001F, U+007F). Cannot fail otherwise. */
+WR_EXPORT long wr_utf8_chars(const char *s, size_t len);
+
 WR_END_DECLS
 
 #endif
