@@ -1,0 +1,1700 @@
+/* consumer.c: the reliable, idempotent consumer (warren/consumer.h).
+ *
+ * One cycle, on one thread with one AMQP connection and one PGconn:
+ *
+ *   collect  wait (bounded) for a first delivery, then take up to batch_size - 1 more
+ *            arriving within batch_wait_ms;
+ *   classify resolve the event type (AMQP `type`, else the original routing key, else
+ *            the routing key), find the handler, decode + validate; what cannot be
+ *            handled is marked for the DLQ (or skipped) right here;
+ *   settle   one transaction for the batch: one multi-row inbox insert (duplicates,
+ *            also within the batch, are not handed to handlers), handlers in delivery
+ *            order, one multi-row write of the version guard, COMMIT. If anything
+ *            fails, ROLLBACK and run the batch again one message per transaction, so
+ *            only the failing message is sent to a retry tier or the DLQ;
+ *   copy     publish the retry/DLQ copies with confirms;
+ *   ack      one multiple-ack for the batch. A copy the broker did not confirm means
+ *            its original is not acked but rejected with requeue after a backoff, so
+ *            it comes back; nothing is lost, at worst a duplicate the inbox absorbs.
+ *
+ * Why the guard is decided per batch: a round trip per message for the version check
+ * would cap the consumer at a few thousand events per second. wr_msg_guard instead
+ * reads the stored versions of every aggregate in the transaction once (SELECT ... FOR
+ * UPDATE, which also serialises competing consumers on existing aggregates), decides
+ * in memory with the rule of wr_guard_advance, and writes the final versions with one
+ * upsert that repeats the rule in its WHERE clause. An aggregate seen for the first
+ * time has no row to lock: if a competing transaction created it meanwhile, the final
+ * upsert writes fewer rows than decided, the batch is rolled back and run again, and
+ * the second run sees the committed row. Handlers therefore never apply a stale
+ * version, even with several consumers on one queue.
+ *
+ * Connection loss: deliveries belong to one connection generation; after a broker
+ * reconnect they are simply redelivered by RabbitMQ (their tags are never acked). A
+ * lost database keeps the batch in memory, reconnects with backoff and runs the batch
+ * again. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <warren/consumer.h>
+#include <warren/db.h>
+#include <warren/log.h>
+#include <warren/util.h>
+
+#include "consumer_internal.h"
+#include "utf8.h"
+
+/* How long one wait for a first delivery lasts: bounds the reaction to stop and keeps
+ * the library servicing heartbeats while idle. */
+#define FIRST_WAIT_MS 200
+/* Queue depth refresh for warren_consumer_lag_messages. */
+#define LAG_INTERVAL_MS 5000
+/* Inbox cleanup: rows per DELETE, DELETEs per cleanup slot (the rest waits a second). */
+#define CLEANUP_CHUNK 1000
+#define CLEANUP_CHUNKS_PER_SLOT 20
+/* Attempts to run one message again when a competing consumer created its aggregate's
+ * guard row concurrently (see above), before it counts as a handler failure. */
+#define GUARD_CONFLICT_RETRIES 3
+/* Backoff of database outages and of unconfirmed copies. */
+#define BACKOFF_BASE_MS 250
+#define BACKOFF_MAX_MS 15000
+#define MAX_RETRY_TIERS 32
+#define MAX_ATTEMPT_HEADER 1000000
+#define ERR_TEXT_MAX 1000
+
+static const unsigned default_delays_ms[] = {1000, 5000, 30000, 120000};
+
+static const char inbox_stmt[] = "warren_consumer_inbox";
+static const char inbox_sql[] =
+    "INSERT INTO warren_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
+    " ON CONFLICT DO NOTHING RETURNING event_id::text";
+static const char gload_stmt[] = "warren_consumer_guard_load";
+static const char gload_sql[] =
+    "SELECT v.aggregate_type, v.aggregate_id, v.version, v.tombstone"
+    " FROM warren_versions v"
+    " JOIN unnest($2::text[], $3::text[]) AS k(t, id)"
+    "   ON v.aggregate_type = k.t AND v.aggregate_id = k.id"
+    " WHERE v.scope = $1"
+    " ORDER BY v.aggregate_type, v.aggregate_id FOR UPDATE OF v";
+static const char gsave_stmt[] = "warren_consumer_guard_save";
+static const char gsave_sql[] =
+    "INSERT INTO warren_versions AS v (scope, aggregate_type, aggregate_id, version,"
+    " tombstone, updated_at)"
+    " SELECT $1, k.t, k.id, k.ver, k.tomb, now()"
+    " FROM unnest($2::text[], $3::text[], $4::bigint[], $5::boolean[]) AS k(t, id, ver, tomb)"
+    " ORDER BY k.t, k.id"
+    " ON CONFLICT (scope, aggregate_type, aggregate_id) DO UPDATE"
+    " SET version = EXCLUDED.version, tombstone = EXCLUDED.tombstone,"
+    " updated_at = EXCLUDED.updated_at"
+    " WHERE v.version < EXCLUDED.version AND (NOT v.tombstone OR EXCLUDED.tombstone)"
+    " RETURNING 1";
+static const char cleanup_stmt[] = "warren_consumer_inbox_cleanup";
+static const char cleanup_sql[] =
+    "DELETE FROM warren_inbox WHERE (consumer, event_id) IN ("
+    " SELECT consumer, event_id FROM warren_inbox"
+    " WHERE consumer = $1 AND processed_at < now() - make_interval(secs => $2::double precision)"
+    " LIMIT $3::integer)";
+
+/* ---- types ---------------------------------------------------------------------------- */
+
+typedef struct handler {
+  const wr_event_type *t;
+  wr_dispatch_fn dispatch;
+  wr_fnptr fn;
+  void *user;
+} handler;
+
+/* What became of a delivery. */
+typedef enum disp {
+  D_PENDING = 0, /* waiting for its transaction */
+  D_APPLIED,
+  D_STALE,
+  D_DUPLICATE,
+  D_SKIPPED,
+  D_RETRY, /* a copy goes to the next retry tier */
+  D_DLQ,   /* a copy goes to <queue>.dlx */
+} disp;
+
+/* One aggregate touched by the guard in the current transaction. */
+typedef struct gkey {
+  const char *type; /* borrowed from the item's meta */
+  const char *id;
+  uint64_t cur; /* newest version: stored, then advanced in memory */
+  bool cur_tomb;
+  bool dirty;
+} gkey;
+
+typedef struct item item;
+
+struct wr_msg {
+  wr_consumer *c;
+  item *it;
+  wr_outbox ob;
+  bool ob_ready;
+};
+
+struct item {
+  amqp_envelope_t env;
+  const handler *h;
+  ProtobufCMessage *ev;
+  const wr_meta *meta;
+  char event_id[WR_UUID_STRLEN]; /* lowercase */
+  char type_name[256];
+  unsigned attempt;
+  disp d;
+  int code;               /* failure code (retry/DLQ) */
+  char err[ERR_TEXT_MAX]; /* failure text (x-warren-error) */
+  /* per transaction */
+  bool fresh; /* first occurrence of a new event id in this transaction */
+  bool stale;
+  int guard; /* -1 not asked, 0 stale, 1 apply */
+  int gkey;  /* index in c->keys, -1 */
+  /* copy */
+  bool copy_sent;
+  int copy_status; /* 1 = waiting, 0 = confirmed, <0 = failed */
+  uint64_t copy_seq;
+  wr_msg msg;
+};
+
+typedef struct counters {
+  uint64_t applied, duplicates, stale, retried, dead_lettered, skipped, batches, fallbacks,
+      reconnects;
+} counters;
+
+struct wr_consumer {
+  char *queue;
+  char *name;
+  char *database_url;
+  char *source_service;
+  char *source_instance;
+  wr_conn *conn;
+  unsigned confirm_timeout_ms;
+  wr_queue_type queue_type;
+  uint16_t prefetch;
+  unsigned batch_size;
+  unsigned batch_wait_ms;
+  unsigned *delays;
+  size_t n_delays;
+  unsigned delivery_limit;
+  wr_unknown_policy unknown;
+  size_t max_message_size;
+  unsigned retention_s;
+  unsigned cleanup_interval_s;
+  wr_metrics *metrics;
+
+  handler *handlers;
+  size_t n_handlers;
+
+  wr_topology *topo;
+  bool hook_registered;
+  bool confirm_on;
+  bool consuming;
+  PGconn *db;
+  bool migrated;
+  bool db_down_logged;
+  bool amqp_ever_open;
+
+  volatile int stop;
+  pthread_t thread;
+  bool thread_started;
+  int thread_rc;
+
+  counters st; /* updated with __atomic builtins: read from other threads */
+
+  /* the current batch */
+  item *items;
+  size_t n_items;
+  gkey *keys;
+  size_t n_keys;
+  bool keys_loaded;
+  size_t *txn; /* indexes of the items of the current transaction */
+  size_t n_txn;
+
+  int64_t next_cleanup_ns;
+  int64_t next_lag_ns;
+  unsigned copy_fail_streak;
+
+  wr_counter *m_result[6]; /* applied duplicate stale retried dead_lettered skipped */
+  wr_histogram *m_latency;
+  wr_histogram *m_batch;
+  wr_gauge *m_lag;
+
+  wr__consumer_hook_fn hook;
+  void *hook_user;
+};
+
+enum { R_APPLIED, R_DUPLICATE, R_STALE, R_RETRIED, R_DEAD, R_SKIPPED };
+
+/* ---- small helpers --------------------------------------------------------------------- */
+
+static void count(wr_consumer *c, uint64_t *field, int result, uint64_t n) {
+  __atomic_fetch_add(field, n, __ATOMIC_RELAXED);
+  if (result >= 0 && c->metrics)
+    wr_counter_add(c->m_result[result], n);
+}
+
+static char *dup_or_null(const char *s, bool *oom) {
+  if (!s)
+    return NULL;
+  char *d = strdup(s);
+  if (!d)
+    *oom = true;
+  return d;
+}
+
+/* Growable string for PostgreSQL array literals. */
+typedef struct sbuf {
+  char *p;
+  size_t len, cap;
+  bool oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+  if (b->oom)
+    return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+      b->oom = true;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+/* Appends one quoted array element ("a\"b"). */
+static void sb_elem(sbuf *b, const char *s, bool first) {
+  if (!first)
+    sb_put(b, ",", 1);
+  sb_put(b, "\"", 1);
+  for (const char *p = s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      sb_put(b, "\\", 1);
+    sb_put(b, p, 1);
+  }
+  sb_put(b, "\"", 1);
+}
+
+static void sb_free(sbuf *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ---- construction ------------------------------------------------------------------- */
+
+static void free_fields(wr_consumer *c) {
+  free(c->queue);
+  free(c->name);
+  free(c->database_url);
+  free(c->source_service);
+  free(c->source_instance);
+  free(c->delays);
+  free(c->handlers);
+  free(c->items);
+  free(c->keys);
+  free(c->txn);
+}
+
+static void setup_metrics(wr_consumer *c) {
+  static const char *results[6] = {"applied", "duplicate",     "stale",
+                                   "retried", "dead_lettered", "skipped"};
+  static const double batch_buckets[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
+  char q[300], labels[400];
+  wr_metrics_label_escape(c->queue, q, sizeof q);
+  for (int i = 0; i < 6; i++) {
+    snprintf(labels, sizeof labels, "queue=\"%s\",result=\"%s\"", q, results[i]);
+    c->m_result[i] = wr_metrics_counter(c->metrics, "warren_events_consumed_total",
+                                        "Events consumed, by outcome.", labels);
+  }
+  snprintf(labels, sizeof labels, "queue=\"%s\"", q);
+  c->m_latency = wr_metrics_histogram(
+      c->metrics, "warren_sync_latency_seconds",
+      "Time from an event's occurred_at to the commit of its handler.", labels,
+      wr_metrics_latency_buckets, wr_metrics_latency_buckets_n);
+  c->m_batch = wr_metrics_histogram(c->metrics, "warren_consumer_batch_size",
+                                    "Deliveries per consumer batch.", labels, batch_buckets,
+                                    sizeof batch_buckets / sizeof batch_buckets[0]);
+  c->m_lag = wr_metrics_gauge(c->metrics, "warren_consumer_lag_messages",
+                              "Messages ready in the consumer's queue.", labels);
+}
+
+int wr_consumer_new(const wr_consumer_opts *opts, wr_consumer **out, wr_err *err) {
+  if (!out)
+    return wr_err_set(err, WR_EINVAL, "consumer: NULL out");
+  *out = NULL;
+  if (!opts || !opts->queue || !*opts->queue || !opts->database_url || !opts->amqp)
+    return wr_err_set(err, WR_EINVAL, "consumer: queue, database_url and amqp are required");
+  if (strlen(opts->queue) > 200)
+    return wr_err_set(err, WR_EINVAL,
+                      "consumer: queue name longer than 200 bytes (derived names must fit 255)");
+  if (opts->name && (!*opts->name || strlen(opts->name) > 200))
+    return wr_err_set(err, WR_EINVAL, "consumer: name must be 1..200 bytes");
+  if (opts->batch_size == 0 || opts->batch_size > 10000)
+    return wr_err_set(err, WR_EINVAL, "consumer: batch_size must be 1..10000");
+  if (opts->prefetch == 0)
+    return wr_err_set(err, WR_EINVAL, "consumer: prefetch must be at least 1 (0 is unbounded)");
+  if (opts->batch_wait_ms > 60000)
+    return wr_err_set(err, WR_EINVAL, "consumer: batch_wait_ms above 60000");
+  if (!opts->retry_delays_ms && opts->n_retry_delays > 0)
+    return wr_err_set(err, WR_EINVAL, "consumer: n_retry_delays without retry_delays_ms");
+  if (opts->n_retry_delays > MAX_RETRY_TIERS)
+    return wr_err_set(err, WR_EINVAL, "consumer: more than %d retry tiers", MAX_RETRY_TIERS);
+  for (size_t i = 0; opts->retry_delays_ms && i < opts->n_retry_delays; i++)
+    if (opts->retry_delays_ms[i] == 0)
+      return wr_err_set(err, WR_EINVAL, "consumer: retry tier %zu has a zero delay", i + 1);
+  if (opts->unknown_types != WR_UNKNOWN_DEAD_LETTER && opts->unknown_types != WR_UNKNOWN_SKIP)
+    return wr_err_set(err, WR_EINVAL, "consumer: unknown_types policy out of range");
+  if (opts->queue_type != WR_QUEUE_QUORUM && opts->queue_type != WR_QUEUE_CLASSIC)
+    return wr_err_set(err, WR_EINVAL, "consumer: queue_type out of range");
+
+  wr_consumer *c = calloc(1, sizeof *c);
+  if (!c)
+    return wr_err_set(err, WR_ENOMEM, "consumer: out of memory");
+  bool oom = false;
+  c->queue = dup_or_null(opts->queue, &oom);
+  c->name = dup_or_null(opts->name ? opts->name : opts->queue, &oom);
+  c->database_url = dup_or_null(opts->database_url, &oom);
+  c->source_service = dup_or_null(opts->source_service, &oom);
+  c->source_instance = dup_or_null(opts->source_instance, &oom);
+  const unsigned *delays = opts->retry_delays_ms;
+  size_t n_delays = opts->n_retry_delays;
+  if (!delays) {
+    delays = default_delays_ms;
+    n_delays = sizeof default_delays_ms / sizeof default_delays_ms[0];
+  }
+  c->n_delays = n_delays;
+  c->delays = calloc(n_delays ? n_delays : 1, sizeof *c->delays);
+  if (c->delays)
+    memcpy(c->delays, delays, n_delays * sizeof *delays);
+  c->items = calloc(opts->batch_size, sizeof *c->items);
+  c->keys = calloc(opts->batch_size, sizeof *c->keys);
+  c->txn = calloc(opts->batch_size, sizeof *c->txn);
+  if (oom || !c->delays || !c->items || !c->keys || !c->txn) {
+    free_fields(c);
+    free(c);
+    return wr_err_set(err, WR_ENOMEM, "consumer: out of memory");
+  }
+  int rc = wr_conn_new(opts->amqp, &c->conn, err);
+  if (rc < 0) {
+    free_fields(c);
+    free(c);
+    return rc;
+  }
+  c->confirm_timeout_ms = opts->amqp->rpc_timeout_ms ? opts->amqp->rpc_timeout_ms : 15000;
+  c->queue_type = opts->queue_type;
+  c->prefetch = opts->prefetch;
+  c->batch_size = opts->batch_size;
+  c->batch_wait_ms = opts->batch_wait_ms;
+  c->delivery_limit = opts->delivery_limit;
+  c->unknown = opts->unknown_types;
+  c->max_message_size = opts->max_message_size;
+  c->retention_s = opts->inbox_retention_s;
+  c->cleanup_interval_s = opts->inbox_cleanup_interval_s;
+  c->metrics = opts->metrics;
+  if (c->metrics)
+    setup_metrics(c);
+  *out = c;
+  return 0;
+}
+
+int wr_consumer_on(wr_consumer *c, const wr_event_type *t, wr_dispatch_fn dispatch,
+                   wr_fnptr handler_fn, void *user) {
+  if (!c || !t || !t->type || !*t->type || !t->aggregate_type || !t->descriptor || !dispatch)
+    return WR_EINVAL;
+  const char *exchange = t->exchange ? t->exchange : (t->schema ? t->schema->exchange : NULL);
+  if (!exchange || !*exchange)
+    return WR_EINVAL;
+  if (c->topo || c->thread_started)
+    return WR_ESTATE;
+  for (size_t i = 0; i < c->n_handlers; i++)
+    if (strcmp(c->handlers[i].t->type, t->type) == 0)
+      return WR_EEXIST;
+  handler *nh = realloc(c->handlers, (c->n_handlers + 1) * sizeof *nh);
+  if (!nh)
+    return WR_ENOMEM;
+  c->handlers = nh;
+  c->handlers[c->n_handlers++] = (handler){t, dispatch, handler_fn, user};
+  return 0;
+}
+
+static const char *type_exchange(const wr_event_type *t) {
+  return t->exchange ? t->exchange : t->schema->exchange;
+}
+
+int wr_consumer_topology(const wr_consumer *c, wr_topology *t) {
+  if (!c || !t)
+    return WR_EINVAL;
+  int rc;
+  for (size_t i = 0; i < c->n_handlers; i++)
+    if ((rc = wr_topology_exchange(t, type_exchange(c->handlers[i].t), "topic")) < 0)
+      return rc;
+  wr_consumer_queue q = {.queue = c->queue,
+                         .type = c->queue_type,
+                         .retry_delays_ms = c->delays,
+                         .n_retry_delays = c->n_delays,
+                         .delivery_limit = c->queue_type == WR_QUEUE_QUORUM ? c->delivery_limit : 0};
+  if ((rc = wr_topology_consumer_queue(t, &q)) < 0)
+    return rc;
+  for (size_t i = 0; i < c->n_handlers; i++)
+    if ((rc = wr_topology_bind(t, c->queue, type_exchange(c->handlers[i].t),
+                               c->handlers[i].t->type)) < 0)
+      return rc;
+  return 0;
+}
+
+static int build_topology(wr_consumer *c, wr_err *err) {
+  if (c->topo)
+    return 0;
+  wr_topology *t = NULL;
+  int rc = wr_topology_new(&t);
+  if (rc < 0)
+    return wr_err_set(err, rc, "consumer: cannot create topology");
+  rc = wr_consumer_topology(c, t);
+  if (rc < 0) {
+    wr_topology_free(t);
+    return wr_err_set(err, rc, "consumer %s: topology: %s", c->queue, wr_strerror(rc));
+  }
+  c->topo = t;
+  if (!c->hook_registered) {
+    rc = wr_conn_on_open(c->conn, wr_topology_on_open, c->topo);
+    if (rc < 0)
+      return wr_err_set(err, rc, "consumer: cannot register the topology hook");
+    c->hook_registered = true;
+  }
+  return 0;
+}
+
+/* ---- database ------------------------------------------------------------------------- */
+
+static void db_close(wr_consumer *c) {
+  if (c->db)
+    PQfinish(c->db);
+  c->db = NULL;
+}
+
+static int prepare(wr_consumer *c, const char *stmt, const char *sql, int n, wr_err *err) {
+  PGresult *r = PQprepare(c->db, stmt, sql, n, NULL);
+  int rc = wr_db_check(c->db, r, PGRES_COMMAND_OK, "consumer: prepare", err);
+  PQclear(r);
+  return rc;
+}
+
+/* Connects, migrates once per consumer, prepares the statements. */
+static int db_open(wr_consumer *c, wr_err *err) {
+  db_close(c);
+  char app[64];
+  snprintf(app, sizeof app, "warren-consumer %s", c->name);
+  int rc = wr_db_connect(c->database_url, app, &c->db, err);
+  if (rc < 0)
+    return rc;
+  if (!c->migrated) {
+    rc = wr_db_migrate_runtime(c->db, err);
+    if (rc < 0) {
+      db_close(c);
+      return rc;
+    }
+    c->migrated = true;
+  }
+  if ((rc = prepare(c, inbox_stmt, inbox_sql, 2, err)) < 0 ||
+      (rc = prepare(c, gload_stmt, gload_sql, 3, err)) < 0 ||
+      (rc = prepare(c, gsave_stmt, gsave_sql, 5, err)) < 0 ||
+      (rc = prepare(c, cleanup_stmt, cleanup_sql, 3, err)) < 0) {
+    db_close(c);
+    return rc;
+  }
+  return 0;
+}
+
+/* Waits until the database is usable again: reconnects a broken connection with
+ * backoff, or (for a connection that works but fails our statements, e.g. a missing
+ * table) waits one backoff step. Logs once per outage. Returns 0 or WR_ESTOPPED. */
+static int db_recover(wr_consumer *c, const wr_err *why, bool broken) {
+  if (!c->db_down_logged) {
+    wr_log_error(NULL, "consumer %s: database unavailable, retrying with backoff: %s", c->queue,
+                 why && why->msg[0] ? why->msg : "connection lost");
+    c->db_down_logged = true;
+  }
+  for (unsigned attempt = 0;; attempt++) {
+    if (c->stop)
+      return WR_ESTOPPED;
+    if (!broken && c->db && !wr_db_broken(c->db)) {
+      if (wr_sleep_ms(wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS), &c->stop) < 0)
+        return WR_ESTOPPED;
+      return 0;
+    }
+    wr_err e;
+    wr_err_clear(&e);
+    if (db_open(c, &e) == 0) {
+      count(c, &c->st.reconnects, -1, 1);
+      return 0;
+    }
+    if (wr_sleep_ms(wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS), &c->stop) < 0)
+      return WR_ESTOPPED;
+  }
+}
+
+static void db_ok(wr_consumer *c) {
+  if (c->db_down_logged) {
+    wr_log_info(NULL, "consumer %s: database available again", c->queue);
+    c->db_down_logged = false;
+  }
+}
+
+/* ---- the broker ------------------------------------------------------------------------- */
+
+/* Opens (or reopens) the broker connection; the first time also turns on confirms and
+ * starts consuming (both replayed by wr_conn after every reconnect). */
+static int amqp_ready(wr_consumer *c, bool consume, bool retry, wr_err *err) {
+  int rc;
+  if (!wr_conn_is_open(c->conn)) {
+    if (retry && c->amqp_ever_open) {
+      rc = wr_conn_reconnect(c->conn, &c->stop, err);
+      if (rc < 0)
+        return rc;
+      count(c, &c->st.reconnects, -1, 1);
+      wr_log_info(NULL, "consumer %s: broker connection restored (%s)", c->queue,
+                  wr_conn_url(c->conn));
+    } else {
+      rc = retry ? wr_conn_reconnect(c->conn, &c->stop, err) : wr_conn_open(c->conn, err);
+      if (rc < 0)
+        return rc;
+    }
+    c->amqp_ever_open = true;
+  }
+  if (!c->confirm_on) {
+    if ((rc = wr_conn_confirm_mode(c->conn, err)) < 0)
+      return rc;
+    c->confirm_on = true;
+  }
+  if (consume && !c->consuming) {
+    rc = wr_conn_consume(c->conn, c->queue, c->prefetch, false, amqp_empty_table, err);
+    if (rc < 0)
+      return rc;
+    c->consuming = true;
+  }
+  return 0;
+}
+
+/* ---- classify --------------------------------------------------------------------------- */
+
+static const handler *find_handler(const wr_consumer *c, const char *type) {
+  for (size_t i = 0; i < c->n_handlers; i++)
+    if (strcmp(c->handlers[i].t->type, type) == 0)
+      return &c->handlers[i];
+  return NULL;
+}
+
+static const amqp_table_t *headers_of(const amqp_envelope_t *env) {
+  const amqp_basic_properties_t *p = &env->message.properties;
+  return (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : NULL;
+}
+
+static void set_fail(item *it, disp d, int code, const char *fmt, ...) WR_PRINTF(4, 5);
+static void set_fail(item *it, disp d, int code, const char *fmt, ...) {
+  it->d = d;
+  it->code = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(it->err, sizeof it->err, fmt, ap);
+  va_end(ap);
+}
+
+/* Copies at most outsz-1 bytes of b, reporting whether it fit and held no NUL. */
+static bool bytes_to_str(amqp_bytes_t b, char *out, size_t outsz) {
+  if (b.len >= outsz || memchr(b.bytes, '\0', b.len)) {
+    out[0] = '\0';
+    return false;
+  }
+  memcpy(out, b.bytes, b.len);
+  out[b.len] = '\0';
+  return true;
+}
+
+static void classify(wr_consumer *c, item *it) {
+  const amqp_basic_properties_t *p = &it->env.message.properties;
+  const amqp_table_t *hdr = headers_of(&it->env);
+  bool fits;
+  if ((p->_flags & AMQP_BASIC_TYPE_FLAG) && p->type.len > 0) {
+    fits = bytes_to_str(p->type, it->type_name, sizeof it->type_name);
+  } else if (hdr && wr_table_get(hdr, "x-warren-original-routing-key")) {
+    /* A copy coming back from a retry tier carries the queue name as routing key. */
+    fits = wr_table_get_str(hdr, "x-warren-original-routing-key", it->type_name,
+                            sizeof it->type_name) &&
+           strlen(it->type_name) + 1 < sizeof it->type_name;
+  } else {
+    fits = bytes_to_str(it->env.routing_key, it->type_name, sizeof it->type_name);
+  }
+  it->h = fits ? find_handler(c, it->type_name) : NULL;
+  if (!it->h) {
+    if (c->unknown == WR_UNKNOWN_SKIP) {
+      it->d = D_SKIPPED;
+      return;
+    }
+    set_fail(it, D_DLQ, WR_ENOHANDLER, "WR_ENOHANDLER: no handler registered for event type \"%.200s\"",
+             fits ? it->type_name : "(unreadable type)");
+    return;
+  }
+  int64_t attempt = 0;
+  if (hdr && wr_table_get_int(hdr, "x-warren-attempt", &attempt)) {
+    if (attempt < 0)
+      attempt = 0;
+    if (attempt > MAX_ATTEMPT_HEADER)
+      attempt = MAX_ATTEMPT_HEADER;
+  }
+  it->attempt = (unsigned)attempt;
+
+  wr_err e;
+  wr_err_clear(&e);
+  int rc = wr_event_decode(it->h->t, it->env.message.body.bytes, it->env.message.body.len,
+                           c->max_message_size, &it->ev, &e);
+  if (rc < 0) {
+    set_fail(it, D_DLQ, rc, "%s: %s", wr_errname(rc), e.msg[0] ? e.msg : wr_strerror(rc));
+    return;
+  }
+  it->meta = wr_event_meta(it->ev);
+  if (!it->meta) { /* wr_event_decode validated it; defend anyway */
+    set_fail(it, D_DLQ, WR_EMETA, "WR_EMETA: event has no meta");
+    return;
+  }
+  if (it->meta->version > (uint64_t)INT64_MAX) {
+    set_fail(it, D_DLQ, WR_EMETA, "WR_EMETA: meta.version %" PRIu64 " above the supported maximum",
+             it->meta->version);
+    return;
+  }
+  if (!wr__utf8_valid(it->meta->aggregate_type, strlen(it->meta->aggregate_type), NULL) ||
+      !wr__utf8_valid(it->meta->aggregate_id, strlen(it->meta->aggregate_id), NULL)) {
+    set_fail(it, D_DLQ, WR_EMETA, "WR_EMETA: meta.aggregate_id is not valid UTF-8");
+    return;
+  }
+  snprintf(it->event_id, sizeof it->event_id, "%s", it->meta->event_id);
+  for (char *q = it->event_id; *q; q++)
+    *q = (char)tolower((unsigned char)*q);
+  it->d = D_PENDING;
+}
+
+/* ---- inside a handler -------------------------------------------------------------------- */
+
+PGconn *wr_msg_db(wr_msg *m) { return m ? m->c->db : NULL; }
+const wr_meta *wr_msg_meta(const wr_msg *m) { return m ? m->it->meta : NULL; }
+const wr_event_type *wr_msg_type(const wr_msg *m) { return m ? m->it->h->t : NULL; }
+unsigned wr_msg_attempt(const wr_msg *m) { return m ? m->it->attempt : 0; }
+bool wr_msg_redelivered(const wr_msg *m) { return m && m->it->env.redelivered; }
+const char *wr_msg_consumer(const wr_msg *m) { return m ? m->c->name : NULL; }
+
+void wr_msg_set_stale(wr_msg *m) {
+  if (m)
+    m->it->stale = true;
+}
+
+int wr_msg_fail(wr_msg *m, int code, const char *fmt, ...) {
+  if (!m)
+    return code;
+  m->it->code = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m->it->err, sizeof m->it->err, fmt ? fmt : "", ap);
+  va_end(ap);
+  return code;
+}
+
+wr_outbox *wr_msg_outbox(wr_msg *m) {
+  if (!m)
+    return NULL;
+  if (!m->ob_ready) {
+    const wr_meta *meta = m->it->meta;
+    memset(&m->ob, 0, sizeof m->ob);
+    m->ob.conn = m->c->db;
+    m->ob.source_service = m->c->source_service;
+    m->ob.source_instance = m->c->source_instance;
+    /* The flow goes on: same correlation; an event that started a flow without one
+     * is its own correlation. */
+    m->ob.correlation_id =
+        meta->correlation_id && *meta->correlation_id ? meta->correlation_id : meta->event_id;
+    m->ob.causation_id = meta->event_id;
+    m->ob_ready = true;
+  }
+  return &m->ob;
+}
+
+static int key_cmp(const char *t1, const char *i1, const char *t2, const char *i2) {
+  int r = strcmp(t1, t2);
+  return r ? r : strcmp(i1, i2);
+}
+
+static int gkey_sort(const void *a, const void *b) {
+  const gkey *x = a, *y = b;
+  return key_cmp(x->type, x->id, y->type, y->id);
+}
+
+static int gkey_find(const wr_consumer *c, const char *type, const char *id) {
+  size_t lo = 0, hi = c->n_keys;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int r = key_cmp(c->keys[mid].type, c->keys[mid].id, type, id);
+    if (r == 0)
+      return (int)mid;
+    if (r < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return -1;
+}
+
+/* Reads and locks the stored versions of every aggregate in the transaction. */
+static int guard_load(wr_consumer *c, wr_err *err) {
+  c->n_keys = 0;
+  for (size_t k = 0; k < c->n_txn; k++) {
+    const item *it = &c->items[c->txn[k]];
+    c->keys[c->n_keys++] = (gkey){it->meta->aggregate_type, it->meta->aggregate_id, 0, false, false};
+  }
+  qsort(c->keys, c->n_keys, sizeof *c->keys, gkey_sort);
+  size_t w = 0;
+  for (size_t r = 0; r < c->n_keys; r++)
+    if (w == 0 || gkey_sort(&c->keys[w - 1], &c->keys[r]) != 0)
+      c->keys[w++] = c->keys[r];
+  c->n_keys = w;
+  for (size_t k = 0; k < c->n_txn; k++) {
+    item *it = &c->items[c->txn[k]];
+    it->gkey = gkey_find(c, it->meta->aggregate_type, it->meta->aggregate_id);
+  }
+  sbuf ts = {0}, ids = {0};
+  sb_str(&ts, "{");
+  sb_str(&ids, "{");
+  for (size_t k = 0; k < c->n_keys; k++) {
+    sb_elem(&ts, c->keys[k].type, k == 0);
+    sb_elem(&ids, c->keys[k].id, k == 0);
+  }
+  sb_str(&ts, "}");
+  sb_str(&ids, "}");
+  int rc = 0;
+  if (ts.oom || ids.oom) {
+    rc = wr_err_set(err, WR_ENOMEM, "version guard: out of memory");
+  } else {
+    const char *params[3] = {c->name, ts.p, ids.p};
+    PGresult *r = PQexecPrepared(c->db, gload_stmt, 3, params, NULL, NULL, 0);
+    rc = wr_db_check(c->db, r, PGRES_TUPLES_OK, "version guard read", err);
+    for (int row = 0; rc == 0 && row < PQntuples(r); row++) {
+      int k = gkey_find(c, PQgetvalue(r, row, 0), PQgetvalue(r, row, 1));
+      if (k < 0)
+        continue;
+      c->keys[k].cur = strtoull(PQgetvalue(r, row, 2), NULL, 10);
+      c->keys[k].cur_tomb = PQgetvalue(r, row, 3)[0] == 't';
+    }
+    PQclear(r);
+  }
+  sb_free(&ts);
+  sb_free(&ids);
+  if (rc == 0)
+    c->keys_loaded = true;
+  return rc;
+}
+
+int wr_msg_guard(wr_msg *m) {
+  if (!m)
+    return WR_EINVAL;
+  item *it = m->it;
+  wr_consumer *c = m->c;
+  if (it->guard >= 0)
+    return it->guard;
+  if (!c->keys_loaded) {
+    wr_err e;
+    wr_err_clear(&e);
+    int rc = guard_load(c, &e);
+    if (rc < 0) {
+      snprintf(it->err, sizeof it->err, "%s", e.msg);
+      it->code = rc;
+      return rc;
+    }
+  }
+  if (it->gkey < 0)
+    return WR_ESTATE; /* cannot happen: every item of the transaction has a key */
+  gkey *k = &c->keys[it->gkey];
+  bool tomb = it->h->t->kind == WR_KIND_DELETED;
+  uint64_t v = it->meta->version;
+  int apply = v > k->cur && (!k->cur_tomb || tomb);
+  if (apply) {
+    k->cur = v;
+    k->cur_tomb = tomb;
+    k->dirty = true;
+  } else {
+    it->stale = true;
+  }
+  it->guard = apply;
+  return apply;
+}
+
+/* Writes the versions decided in memory. Returns 0, 1 when a competing transaction
+ * created one of the rows meanwhile (run the transaction again), or <0. */
+static int guard_save(wr_consumer *c, wr_err *err) {
+  size_t n = 0;
+  sbuf ts = {0}, ids = {0}, vs = {0}, tbs = {0};
+  sb_str(&ts, "{");
+  sb_str(&ids, "{");
+  sb_str(&vs, "{");
+  sb_str(&tbs, "{");
+  for (size_t k = 0; k < c->n_keys; k++) {
+    if (!c->keys[k].dirty)
+      continue;
+    char num[24];
+    snprintf(num, sizeof num, "%s%" PRIu64, n ? "," : "", c->keys[k].cur);
+    sb_elem(&ts, c->keys[k].type, n == 0);
+    sb_elem(&ids, c->keys[k].id, n == 0);
+    sb_str(&vs, num);
+    sb_str(&tbs, n ? (c->keys[k].cur_tomb ? ",t" : ",f") : (c->keys[k].cur_tomb ? "t" : "f"));
+    n++;
+  }
+  sb_str(&ts, "}");
+  sb_str(&ids, "}");
+  sb_str(&vs, "}");
+  sb_str(&tbs, "}");
+  int rc = 0;
+  if (n == 0) {
+    rc = 0;
+  } else if (ts.oom || ids.oom || vs.oom || tbs.oom) {
+    rc = wr_err_set(err, WR_ENOMEM, "version guard: out of memory");
+  } else {
+    const char *params[5] = {c->name, ts.p, ids.p, vs.p, tbs.p};
+    PGresult *r = PQexecPrepared(c->db, gsave_stmt, 5, params, NULL, NULL, 0);
+    rc = wr_db_check(c->db, r, PGRES_TUPLES_OK, "version guard write", err);
+    if (rc == 0 && (size_t)PQntuples(r) != n)
+      rc = 1;
+    PQclear(r);
+  }
+  sb_free(&ts);
+  sb_free(&ids);
+  sb_free(&vs);
+  sb_free(&tbs);
+  return rc;
+}
+
+/* ---- settle: transactions ------------------------------------------------------------- */
+
+typedef enum txn_result {
+  TX_OK = 0,
+  TX_FAIL,     /* a handler (or a statement it caused) failed: c->txn_failed */
+  TX_CONFLICT, /* guard rows created concurrently: run again */
+  TX_DB,       /* database trouble not caused by a message: recover, run again */
+} txn_result;
+
+static void rollback(wr_consumer *c) {
+  if (c->db && PQtransactionStatus(c->db) != PQTRANS_IDLE &&
+      PQtransactionStatus(c->db) != PQTRANS_UNKNOWN) {
+    PGresult *r = PQexec(c->db, "ROLLBACK");
+    PQclear(r);
+  }
+}
+
+static int str_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Inserts the distinct event ids of the transaction into the inbox and marks as fresh
+ * the first item of every id that was not there yet. */
+static int inbox_insert(wr_consumer *c, wr_err *err) {
+  const char **ids = malloc(c->n_txn * sizeof *ids);
+  const char **fresh = malloc(c->n_txn * sizeof *fresh);
+  if (!ids || !fresh) {
+    free(ids);
+    free(fresh);
+    return wr_err_set(err, WR_ENOMEM, "inbox: out of memory");
+  }
+  for (size_t k = 0; k < c->n_txn; k++)
+    ids[k] = c->items[c->txn[k]].event_id;
+  qsort(ids, c->n_txn, sizeof *ids, str_cmp);
+  sbuf b = {0};
+  sb_str(&b, "{");
+  size_t nd = 0;
+  for (size_t k = 0; k < c->n_txn; k++) {
+    if (k > 0 && strcmp(ids[k - 1], ids[k]) == 0)
+      continue;
+    if (nd++)
+      sb_str(&b, ",");
+    sb_str(&b, ids[k]);
+  }
+  sb_str(&b, "}");
+  int rc = 0;
+  size_t nf = 0;
+  PGresult *r = NULL;
+  if (b.oom) {
+    rc = wr_err_set(err, WR_ENOMEM, "inbox: out of memory");
+  } else {
+    const char *params[2] = {c->name, b.p};
+    r = PQexecPrepared(c->db, inbox_stmt, 2, params, NULL, NULL, 0);
+    rc = wr_db_check(c->db, r, PGRES_TUPLES_OK, "inbox insert", err);
+    if (rc == 0) {
+      for (int row = 0; row < PQntuples(r) && nf < c->n_txn; row++)
+        fresh[nf++] = PQgetvalue(r, row, 0);
+      qsort(fresh, nf, sizeof *fresh, str_cmp);
+      /* used[i]: fresh[i] already went to an earlier item (a duplicate in the batch). */
+      bool *used = calloc(nf ? nf : 1, sizeof *used);
+      if (!used) {
+        rc = wr_err_set(err, WR_ENOMEM, "inbox: out of memory");
+      } else {
+        for (size_t k = 0; k < c->n_txn; k++) {
+          item *it = &c->items[c->txn[k]];
+          const char *key = it->event_id;
+          const char **hit = nf ? bsearch(&key, fresh, nf, sizeof *fresh, str_cmp) : NULL;
+          if (hit && !used[hit - fresh]) {
+            it->fresh = true;
+            used[hit - fresh] = true;
+          }
+        }
+        free(used);
+      }
+    }
+  }
+  PQclear(r);
+  sb_free(&b);
+  free(ids);
+  free(fresh);
+  return rc;
+}
+
+static double occurred_to_now_s(const wr_meta *m, int64_t now_ns) {
+  if (!m->occurred_at)
+    return -1;
+  int64_t occ = (int64_t)m->occurred_at->seconds * 1000000000 + m->occurred_at->nanos;
+  double d = (double)(now_ns - occ) / 1e9;
+  return d < 0 ? 0 : d;
+}
+
+/* Runs the items listed in c->txn in one transaction. On TX_FAIL *failed is the index
+ * (into c->txn) of the item whose handler failed, or -1 if the failure is not
+ * attributable to one item; err holds the database detail for TX_DB. */
+static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
+  *failed = -1;
+  c->keys_loaded = false;
+  c->n_keys = 0;
+  for (size_t k = 0; k < c->n_txn; k++) {
+    item *it = &c->items[c->txn[k]];
+    it->fresh = false;
+    it->stale = false;
+    it->guard = -1;
+    it->gkey = -1;
+    it->code = 0;
+    it->err[0] = '\0';
+  }
+  if (wr_db_exec(c->db, "BEGIN", err) < 0)
+    return TX_DB;
+  if (inbox_insert(c, err) < 0) {
+    rollback(c);
+    return TX_DB;
+  }
+  for (size_t k = 0; k < c->n_txn; k++) {
+    item *it = &c->items[c->txn[k]];
+    if (!it->fresh)
+      continue;
+    it->msg = (wr_msg){.c = c, .it = it, .ob_ready = false};
+    int rc = it->h->dispatch(&it->msg, it->ev, it->h->fn, it->h->user);
+    if (rc > 0) {
+      snprintf(it->err, sizeof it->err, "handler returned %d (expected 0 or a WR_E* code)", rc);
+      rc = WR_EHANDLER;
+    }
+    if (rc == 0 && PQtransactionStatus(c->db) == PQTRANS_INERROR) {
+      rc = WR_EDB;
+      if (!it->err[0])
+        snprintf(it->err, sizeof it->err,
+                 "handler returned success but a statement failed: %.400s",
+                 PQerrorMessage(c->db));
+    }
+    if (rc != 0) {
+      bool broken = wr_db_broken(c->db);
+      rollback(c);
+      if (broken) {
+        wr_err_set(err, WR_EDB, "connection lost during a handler");
+        return TX_DB;
+      }
+      it->code = rc;
+      if (!it->err[0])
+        snprintf(it->err, sizeof it->err, "%s", wr_strerror(rc));
+      *failed = (int)k;
+      return TX_FAIL;
+    }
+  }
+  if (c->keys_loaded) {
+    wr_err e;
+    wr_err_clear(&e);
+    int rc = guard_save(c, &e);
+    if (rc != 0) {
+      bool broken = wr_db_broken(c->db);
+      rollback(c);
+      if (rc == 1)
+        return TX_CONFLICT;
+      if (broken) {
+        *err = e;
+        return TX_DB;
+      }
+      if (c->n_txn == 1) {
+        item *it = &c->items[c->txn[0]];
+        it->code = rc;
+        snprintf(it->err, sizeof it->err, "%s", e.msg);
+        *failed = 0;
+      }
+      return TX_FAIL;
+    }
+  }
+  PGresult *r = PQexec(c->db, "COMMIT");
+  bool committed = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+  if (!committed) {
+    wr_err e;
+    wr_err_clear(&e);
+    wr_db_check(c->db, r, PGRES_COMMAND_OK, "commit", &e);
+    PQclear(r);
+    bool broken = wr_db_broken(c->db);
+    rollback(c);
+    if (broken) {
+      /* The commit may or may not have happened: running the batch again is safe
+       * either way, the inbox turns the second run into duplicates. */
+      *err = e;
+      return TX_DB;
+    }
+    if (c->n_txn == 1) {
+      item *it = &c->items[c->txn[0]];
+      it->code = WR_EDB;
+      snprintf(it->err, sizeof it->err, "%s", e.msg[0] ? e.msg : "commit failed");
+      *failed = 0;
+    }
+    return TX_FAIL; /* e.g. a deferred constraint of the handler's */
+  }
+  PQclear(r);
+  int64_t now = wr_now_ns();
+  uint64_t n_applied = 0, n_dup = 0, n_stale = 0;
+  for (size_t k = 0; k < c->n_txn; k++) {
+    item *it = &c->items[c->txn[k]];
+    if (!it->fresh) {
+      it->d = D_DUPLICATE;
+      n_dup++;
+    } else if (it->stale) {
+      it->d = D_STALE;
+      n_stale++;
+    } else {
+      it->d = D_APPLIED;
+      n_applied++;
+      if (c->metrics) {
+        double lat = occurred_to_now_s(it->meta, now);
+        if (lat >= 0)
+          wr_histogram_observe(c->m_latency, lat);
+      }
+    }
+  }
+  count(c, &c->st.applied, R_APPLIED, n_applied);
+  count(c, &c->st.duplicates, R_DUPLICATE, n_dup);
+  count(c, &c->st.stale, R_STALE, n_stale);
+  count(c, &c->st.batches, -1, 1);
+  return TX_OK;
+}
+
+/* A handler failure: the next retry tier, or the DLQ after the last one (or at once
+ * for WR_EREJECT). */
+static void decide_failure(wr_consumer *c, item *it) {
+  if (it->code == WR_EREJECT || it->attempt >= c->n_delays)
+    it->d = D_DLQ;
+  else
+    it->d = D_RETRY;
+}
+
+/* Settles every pending item in the database. Returns 0, or WR_ESTOPPED when a stop
+ * was requested during a database outage (the remaining items stay pending). */
+static int settle(wr_consumer *c) {
+  bool one_by_one = false;
+  for (;;) {
+    c->n_txn = 0;
+    for (size_t i = 0; i < c->n_items; i++)
+      if (c->items[i].d == D_PENDING)
+        c->txn[c->n_txn++] = i;
+    if (c->n_txn == 0)
+      return 0;
+    if (!one_by_one && c->n_txn > 1) {
+      int failed;
+      wr_err e;
+      wr_err_clear(&e);
+      txn_result r = run_txn(c, &failed, &e);
+      if (r == TX_OK) {
+        db_ok(c);
+        return 0;
+      }
+      if (r == TX_DB) {
+        if (db_recover(c, &e, wr_db_broken(c->db)) < 0)
+          return WR_ESTOPPED;
+        continue;
+      }
+      one_by_one = true;
+      count(c, &c->st.fallbacks, -1, 1);
+      continue;
+    }
+    /* One message per transaction. */
+    size_t n_pending = c->n_txn;
+    size_t *list = malloc(n_pending * sizeof *list);
+    if (!list) {
+      wr_err e;
+      wr_err_set(&e, WR_ENOMEM, "out of memory");
+      if (db_recover(c, &e, false) < 0)
+        return WR_ESTOPPED;
+      continue;
+    }
+    memcpy(list, c->txn, n_pending * sizeof *list);
+    int stopped = 0;
+    for (size_t j = 0; j < n_pending && !stopped; j++) {
+      unsigned conflicts = 0;
+      for (;;) {
+        c->txn[0] = list[j];
+        c->n_txn = 1;
+        int failed;
+        wr_err e;
+        wr_err_clear(&e);
+        txn_result r = run_txn(c, &failed, &e);
+        item *it = &c->items[list[j]];
+        if (r == TX_OK) {
+          db_ok(c);
+          break;
+        }
+        if (r == TX_DB) {
+          if (db_recover(c, &e, wr_db_broken(c->db)) < 0) {
+            stopped = 1;
+            break;
+          }
+          continue;
+        }
+        if (r == TX_CONFLICT && ++conflicts < GUARD_CONFLICT_RETRIES)
+          continue;
+        if (r == TX_CONFLICT) {
+          it->code = WR_ECONFLICT;
+          snprintf(it->err, sizeof it->err,
+                   "version guard: concurrent writers kept creating the aggregate's row");
+        }
+        if (it->code == 0)
+          it->code = WR_EHANDLER;
+        if (!it->err[0])
+          snprintf(it->err, sizeof it->err, "%s", wr_strerror(it->code));
+        decide_failure(c, it);
+        break;
+      }
+    }
+    free(list);
+    return stopped ? WR_ESTOPPED : 0;
+  }
+}
+
+/* ---- copies to retry tiers and the DLQ ------------------------------------------------ */
+
+static bool is_override(const amqp_bytes_t key, const char *const *keys, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (key.len == strlen(keys[i]) && memcmp(key.bytes, keys[i], key.len) == 0)
+      return true;
+  return false;
+}
+
+static amqp_table_entry_t entry_str(const char *key, amqp_bytes_t v) {
+  amqp_table_entry_t e;
+  e.key = amqp_cstring_bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_UTF8;
+  e.value.value.bytes = v;
+  return e;
+}
+
+static amqp_table_entry_t entry_int(const char *key, int64_t v) {
+  amqp_table_entry_t e;
+  e.key = amqp_cstring_bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_I64;
+  e.value.value.i64 = v;
+  return e;
+}
+
+/* Builds the copy's headers: every original header except the ones warren sets, then
+ * warren's. The entries borrow from the envelope and from `it`; *out is malloc'd. */
+static int copy_headers(wr_consumer *c, item *it, unsigned tier, amqp_table_t *out) {
+  static const char *const retry_keys[] = {"x-warren-attempt", "x-warren-error"};
+  static const char *const dlq_keys[] = {"x-warren-error", "x-warren-attempts",
+                                         "x-warren-failed-at", "x-warren-consumer"};
+  const char *const *keys = tier ? retry_keys : dlq_keys;
+  size_t n_keys = tier ? 2 : 4;
+  const amqp_table_t *h = headers_of(&it->env);
+  size_t n_old = h ? (size_t)(h->num_entries > 0 ? h->num_entries : 0) : 0;
+  amqp_table_entry_t *e = malloc((n_old + 8) * sizeof *e);
+  if (!e)
+    return WR_ENOMEM;
+  size_t n = 0;
+  for (size_t i = 0; i < n_old; i++)
+    if (!is_override(h->entries[i].key, keys, n_keys))
+      e[n++] = h->entries[i];
+  if (!h || !wr_table_get(h, "x-warren-original-exchange"))
+    e[n++] = entry_str("x-warren-original-exchange", it->env.exchange);
+  if (!h || !wr_table_get(h, "x-warren-original-routing-key"))
+    e[n++] = entry_str("x-warren-original-routing-key", it->env.routing_key);
+  size_t elen = strlen(it->err);
+  e[n++] = entry_str("x-warren-error", (amqp_bytes_t){elen, it->err});
+  if (tier) {
+    e[n++] = entry_int("x-warren-attempt", tier);
+  } else {
+    e[n++] = entry_int("x-warren-attempts", (int64_t)it->attempt + 1);
+    e[n++] = entry_int("x-warren-failed-at", wr_now_ns() / 1000000);
+    e[n++] = entry_str("x-warren-consumer", amqp_cstring_bytes(c->name));
+  }
+  out->num_entries = (int)n;
+  out->entries = e;
+  return 0;
+}
+
+static void on_confirm(wr_conn *conn, uint64_t seq, int status, void *user) {
+  (void)conn;
+  wr_consumer *c = user;
+  for (size_t i = 0; i < c->n_items; i++) {
+    item *it = &c->items[i];
+    if (it->copy_sent && it->copy_seq == seq) {
+      it->copy_status = status;
+      return;
+    }
+  }
+}
+
+static void log_copy(const wr_consumer *c, const item *it, const char *what, const char *where) {
+  char mid[WR_UUID_STRLEN + 8];
+  const amqp_basic_properties_t *p = &it->env.message.properties;
+  const char *corr = it->meta && it->meta->correlation_id && *it->meta->correlation_id
+                         ? it->meta->correlation_id
+                         : NULL;
+  if (it->meta)
+    snprintf(mid, sizeof mid, "%s", it->meta->event_id);
+  else if (!((p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
+             bytes_to_str(p->message_id, mid, sizeof mid)))
+    snprintf(mid, sizeof mid, "-");
+  wr_log_warn(corr, "event %s queue=%s to=%s event_id=%s type=\"%.200s\" attempt=%u error=\"%.300s\"",
+              what, c->queue, where, mid, it->type_name[0] ? it->type_name : "-", it->attempt,
+              it->err);
+}
+
+/* Publishes the copies of the batch and waits for their confirms. */
+static void publish_copies(wr_consumer *c) {
+  uint64_t max_seq = 0;
+  size_t n_sent = 0;
+  char rk[300], dlx[300];
+  wr_topology_dlx_name(c->queue, dlx, sizeof dlx);
+  for (size_t i = 0; i < c->n_items; i++) {
+    item *it = &c->items[i];
+    it->copy_sent = false;
+    if (it->d != D_RETRY && it->d != D_DLQ)
+      continue;
+    it->copy_status = WR_ECLOSED;
+    unsigned tier = it->d == D_RETRY ? it->attempt + 1 : 0;
+    amqp_table_t headers;
+    if (copy_headers(c, it, tier, &headers) < 0) {
+      it->copy_status = WR_ENOMEM;
+      continue;
+    }
+    amqp_basic_properties_t props = it->env.message.properties;
+    props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.headers = headers;
+    /* A copy is the only remaining instance of the event: make it survive a restart. */
+    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    wr_publish pub = {.exchange = "", .routing_key = rk, .body = it->env.message.body.bytes,
+                      .len = it->env.message.body.len, .props = &props, .mandatory = true};
+    if (tier) {
+      wr_topology_retry_name(c->queue, tier, rk, sizeof rk);
+    } else {
+      pub.exchange = dlx;
+      pub.routing_key = c->queue;
+    }
+    wr_err e;
+    wr_err_clear(&e);
+    uint64_t seq = 0;
+    int rc = wr_conn_publish(c->conn, &pub, &seq, &e);
+    free(headers.entries);
+    if (rc < 0) {
+      it->copy_status = rc;
+      continue;
+    }
+    it->copy_sent = true;
+    it->copy_status = 1;
+    it->copy_seq = seq;
+    if (seq > max_seq)
+      max_seq = seq;
+    n_sent++;
+  }
+  if (n_sent == 0)
+    return;
+  wr_err e;
+  wr_err_clear(&e);
+  wr_conn_wait_confirms(c->conn, max_seq, c->confirm_timeout_ms, on_confirm, c, &e);
+  for (size_t i = 0; i < c->n_items; i++) {
+    item *it = &c->items[i];
+    if (!it->copy_sent)
+      continue;
+    if (it->copy_status == 1)
+      it->copy_status = WR_ETIMEDOUT;
+    if (it->copy_status != 0)
+      continue;
+    if (it->d == D_RETRY) {
+      count(c, &c->st.retried, R_RETRIED, 1);
+      char where[300];
+      wr_topology_retry_name(c->queue, it->attempt + 1, where, sizeof where);
+      log_copy(c, it, "retried", where);
+    } else {
+      count(c, &c->st.dead_lettered, R_DEAD, 1);
+      log_copy(c, it, "dead-lettered", dlx);
+    }
+  }
+}
+
+/* ---- acks -------------------------------------------------------------------------- */
+
+static bool item_done(const item *it) {
+  switch (it->d) {
+  case D_APPLIED:
+  case D_STALE:
+  case D_DUPLICATE:
+  case D_SKIPPED:
+    return true;
+  case D_RETRY:
+  case D_DLQ:
+    return it->copy_status == 0;
+  case D_PENDING:
+    return false;
+  }
+  return false;
+}
+
+static void ack_batch(wr_consumer *c, uint64_t gen) {
+  if (c->n_items == 0 || !wr_conn_is_open(c->conn) || wr_conn_generation(c->conn) != gen)
+    return; /* the broker redelivers everything of the old connection */
+  wr_err e;
+  bool requeue = false, pending = false;
+  for (size_t i = 0; i < c->n_items; i++) {
+    const item *it = &c->items[i];
+    if (it->d == D_PENDING)
+      pending = true;
+    else if (!item_done(it))
+      requeue = true;
+  }
+  uint64_t n_skipped = 0;
+  for (size_t i = 0; i < c->n_items; i++)
+    if (c->items[i].d == D_SKIPPED)
+      n_skipped++;
+  count(c, &c->st.skipped, R_SKIPPED, n_skipped);
+
+  if (requeue) {
+    /* Not a hot loop: the messages whose copies failed come back after a pause. */
+    unsigned ms = wr_backoff_ms(c->copy_fail_streak++, BACKOFF_BASE_MS, BACKOFF_MAX_MS);
+    wr_log_warn(NULL, "consumer %s: retry/DLQ copies not confirmed, requeueing originals in %u ms",
+                c->queue, ms);
+    wr_sleep_ms(ms, &c->stop);
+    for (size_t i = 0; i < c->n_items; i++) {
+      const item *it = &c->items[i];
+      if (it->d != D_PENDING && !item_done(it))
+        wr_conn_reject(c->conn, it->env.delivery_tag, true, &e);
+    }
+  } else {
+    c->copy_fail_streak = 0;
+  }
+  if (!pending) {
+    /* Everything else is done: one multiple-ack for the highest done tag covers them
+     * (the requeued ones are no longer outstanding). */
+    uint64_t top = 0;
+    for (size_t i = 0; i < c->n_items; i++)
+      if (item_done(&c->items[i]) && c->items[i].env.delivery_tag > top)
+        top = c->items[i].env.delivery_tag;
+    if (top)
+      wr_conn_ack(c->conn, top, true, &e);
+    return;
+  }
+  /* Some items are left pending (stop during a database outage): ack the done ones
+   * one by one, the pending ones return to the queue when the connection closes. */
+  for (size_t i = 0; i < c->n_items; i++)
+    if (item_done(&c->items[i]))
+      wr_conn_ack(c->conn, c->items[i].env.delivery_tag, false, &e);
+}
+
+static void batch_clear(wr_consumer *c) {
+  for (size_t i = 0; i < c->n_items; i++) {
+    item *it = &c->items[i];
+    wr_event_free(it->ev);
+    amqp_destroy_envelope(&it->env);
+    memset(it, 0, sizeof *it);
+  }
+  c->n_items = 0;
+  c->n_txn = 0;
+  c->n_keys = 0;
+  c->keys_loaded = false;
+}
+
+static void process_batch(wr_consumer *c) {
+  uint64_t gen = wr_conn_generation(c->conn);
+  if (c->metrics)
+    wr_histogram_observe(c->m_batch, (double)c->n_items);
+  for (size_t i = 0; i < c->n_items; i++)
+    classify(c, &c->items[i]);
+  settle(c);
+  if (c->hook)
+    c->hook(c, WR__CONSUMER_AFTER_COMMIT, c->hook_user);
+  publish_copies(c);
+  if (c->hook)
+    c->hook(c, WR__CONSUMER_BEFORE_ACK, c->hook_user);
+  ack_batch(c, gen);
+  batch_clear(c);
+}
+
+/* Fills the batch. Returns the number of deliveries, 0 when none came, or <0 when the
+ * connection failed (the batch is then empty: its deliveries come back). */
+static int collect(wr_consumer *c) {
+  wr_err e;
+  wr_err_clear(&e);
+  int rc = wr_conn_next_delivery(c->conn, FIRST_WAIT_MS, &c->items[0].env, &e);
+  if (rc == WR_ETIMEDOUT)
+    return 0;
+  if (rc < 0)
+    return rc;
+  c->n_items = 1;
+  int64_t deadline = wr_mono_ns() + (int64_t)c->batch_wait_ms * 1000000;
+  while (c->n_items < c->batch_size) {
+    int64_t left = deadline - wr_mono_ns();
+    unsigned ms = left > 0 ? (unsigned)((left + 999999) / 1000000) : 0;
+    rc = wr_conn_next_delivery(c->conn, ms, &c->items[c->n_items].env, &e);
+    if (rc == WR_ETIMEDOUT)
+      break;
+    if (rc < 0) {
+      batch_clear(c);
+      return rc;
+    }
+    c->n_items++;
+  }
+  return (int)c->n_items;
+}
+
+/* ---- housekeeping --------------------------------------------------------------------- */
+
+static void cleanup_inbox(wr_consumer *c) {
+  if (c->cleanup_interval_s == 0 || c->retention_s == 0)
+    return;
+  int64_t now = wr_mono_ns();
+  if (now < c->next_cleanup_ns)
+    return;
+  char secs[24], lim[16];
+  snprintf(secs, sizeof secs, "%u", c->retention_s);
+  snprintf(lim, sizeof lim, "%d", CLEANUP_CHUNK);
+  const char *params[3] = {c->name, secs, lim};
+  long total = 0;
+  bool more = false;
+  for (int chunk = 0; chunk < CLEANUP_CHUNKS_PER_SLOT; chunk++) {
+    PGresult *r = PQexecPrepared(c->db, cleanup_stmt, 3, params, NULL, NULL, 0);
+    wr_err e;
+    wr_err_clear(&e);
+    int rc = wr_db_check(c->db, r, PGRES_COMMAND_OK, "inbox cleanup", &e);
+    long n = rc == 0 ? strtol(PQcmdTuples(r), NULL, 10) : 0;
+    PQclear(r);
+    if (rc < 0) {
+      wr_log_warn(NULL, "consumer %s: %s", c->queue, e.msg);
+      break;
+    }
+    total += n;
+    if (n < CLEANUP_CHUNK)
+      break;
+    more = chunk + 1 == CLEANUP_CHUNKS_PER_SLOT;
+  }
+  if (total > 0)
+    wr_log_debug(NULL, "consumer %s: inbox cleanup removed %ld rows", c->queue, total);
+  c->next_cleanup_ns = now + (more ? 1000000000LL : (int64_t)c->cleanup_interval_s * 1000000000LL);
+}
+
+static void refresh_lag(wr_consumer *c) {
+  if (!c->metrics)
+    return;
+  int64_t now = wr_mono_ns();
+  if (now < c->next_lag_ns)
+    return;
+  c->next_lag_ns = now + (int64_t)LAG_INTERVAL_MS * 1000000;
+  wr_queue_decl d = {.name = c->queue, .durable = true, .arguments = amqp_empty_table};
+  uint32_t n = 0;
+  wr_err e;
+  wr_err_clear(&e);
+  if (wr_conn_declare_queue(c->conn, &d, true, &n, NULL, &e) == 0)
+    wr_gauge_set(c->m_lag, (double)n);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+int wr_consumer_declare(wr_consumer *c, wr_err *err) {
+  if (!c)
+    return wr_err_set(err, WR_EINVAL, "consumer: NULL");
+  if (c->thread_started)
+    return wr_err_set(err, WR_ESTATE, "consumer: already running");
+  int rc = build_topology(c, err);
+  if (rc < 0)
+    return rc;
+  if (!c->db && (rc = db_open(c, err)) < 0)
+    return rc;
+  return amqp_ready(c, false, false, err);
+}
+
+/* Errors that retrying cannot fix: the consumer refuses to start. */
+static bool fatal_open_error(const wr_err *e, int rc) {
+  return rc == WR_EURL || rc == WR_EAUTH || rc == WR_EINVAL ||
+         (rc == WR_EAMQP && (e->amqp_reply == 406 || e->amqp_reply == 403));
+}
+
+static int run_setup(wr_consumer *c) {
+  wr_err e;
+  wr_err_clear(&e);
+  int rc = build_topology(c, &e);
+  if (rc < 0) {
+    wr_log_error(NULL, "consumer %s: %s", c->queue, e.msg);
+    return rc;
+  }
+  for (unsigned attempt = 0; !c->db && !c->stop; attempt++) {
+    wr_err_clear(&e);
+    rc = db_open(c, &e);
+    if (rc == 0)
+      break;
+    if (c->migrated || wr_db_broken(c->db) || !e.sqlstate[0] ||
+        strncmp(e.sqlstate, "08", 2) == 0 || strncmp(e.sqlstate, "57", 2) == 0) {
+      if (attempt == 0)
+        wr_log_error(NULL, "consumer %s: database unavailable, retrying: %s", c->queue, e.msg);
+      wr_sleep_ms(wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS), &c->stop);
+      continue;
+    }
+    wr_log_error(NULL, "consumer %s: cannot prepare the database: %s", c->queue, e.msg);
+    return rc;
+  }
+  if (c->stop)
+    return 0;
+  if (!wr_conn_is_open(c->conn) || !c->consuming) {
+    wr_err_clear(&e);
+    rc = amqp_ready(c, true, false, &e);
+    if (rc < 0 && fatal_open_error(&e, rc)) {
+      wr_log_error(NULL, "consumer %s: %s", c->queue, e.msg);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+int wr_consumer_run(wr_consumer *c) {
+  if (!c)
+    return WR_EINVAL;
+  int rc = run_setup(c);
+  if (rc < 0)
+    return rc;
+  while (!c->stop) {
+    wr_err e;
+    wr_err_clear(&e);
+    if (!wr_conn_is_open(c->conn) || !c->consuming) {
+      if (amqp_ready(c, true, true, &e) < 0) {
+        if (c->stop)
+          break;
+        if (!c->consuming && wr_conn_is_open(c->conn))
+          wr_conn_close(c->conn); /* consume refused: start over */
+        wr_sleep_ms(wr_backoff_ms(0, BACKOFF_BASE_MS, BACKOFF_MAX_MS), &c->stop);
+        continue;
+      }
+    }
+    if (!c->db || wr_db_broken(c->db)) {
+      wr_err_set(&e, WR_EDB, "connection lost");
+      if (db_recover(c, &e, true) < 0)
+        break;
+      db_ok(c);
+    }
+    cleanup_inbox(c);
+    refresh_lag(c);
+    rc = collect(c);
+    if (rc > 0) {
+      process_batch(c);
+    } else if (rc < 0 && rc != WR_ETIMEDOUT) {
+      if (wr_conn_is_open(c->conn)) {
+        /* The consumer was cancelled (queue deleted) or the channel failed: reconnect
+         * from scratch, which declares the topology again. */
+        wr_log_warn(NULL, "consumer %s: delivery failed (%s), reconnecting", c->queue,
+                    wr_strerror(rc));
+        wr_conn_close(c->conn);
+      }
+    }
+  }
+  batch_clear(c);
+  wr_conn_close(c->conn);
+  db_close(c);
+  return 0;
+}
+
+static void *thread_main(void *arg) {
+  wr_consumer *c = arg;
+  c->thread_rc = wr_consumer_run(c);
+  return NULL;
+}
+
+int wr_consumer_start(wr_consumer *c) {
+  if (!c)
+    return WR_EINVAL;
+  if (c->thread_started)
+    return WR_ESTATE;
+  c->stop = 0;
+  if (pthread_create(&c->thread, NULL, thread_main, c) != 0)
+    return WR_ENOMEM;
+  c->thread_started = true;
+  return 0;
+}
+
+void wr_consumer_stop(wr_consumer *c) {
+  if (c)
+    c->stop = 1;
+}
+
+int wr_consumer_join(wr_consumer *c) {
+  if (!c || !c->thread_started)
+    return WR_ESTATE;
+  pthread_join(c->thread, NULL);
+  c->thread_started = false;
+  return c->thread_rc;
+}
+
+void wr_consumer_free(wr_consumer *c) {
+  if (!c)
+    return;
+  if (c->thread_started) {
+    wr_consumer_stop(c);
+    wr_consumer_join(c);
+  }
+  batch_clear(c);
+  wr_conn_free(c->conn);
+  db_close(c);
+  wr_topology_free(c->topo);
+  free_fields(c);
+  free(c);
+}
+
+void wr_consumer_stats_get(const wr_consumer *c, wr_consumer_stats *out) {
+  if (!out)
+    return;
+  memset(out, 0, sizeof *out);
+  if (!c)
+    return;
+  out->applied = __atomic_load_n(&c->st.applied, __ATOMIC_RELAXED);
+  out->duplicates = __atomic_load_n(&c->st.duplicates, __ATOMIC_RELAXED);
+  out->stale = __atomic_load_n(&c->st.stale, __ATOMIC_RELAXED);
+  out->retried = __atomic_load_n(&c->st.retried, __ATOMIC_RELAXED);
+  out->dead_lettered = __atomic_load_n(&c->st.dead_lettered, __ATOMIC_RELAXED);
+  out->skipped = __atomic_load_n(&c->st.skipped, __ATOMIC_RELAXED);
+  out->batches = __atomic_load_n(&c->st.batches, __ATOMIC_RELAXED);
+  out->batch_fallbacks = __atomic_load_n(&c->st.fallbacks, __ATOMIC_RELAXED);
+  out->reconnects = __atomic_load_n(&c->st.reconnects, __ATOMIC_RELAXED);
+}
+
+void wr__consumer_set_hook(wr_consumer *c, wr__consumer_hook_fn fn, void *user) {
+  if (!c)
+    return;
+  c->hook = fn;
+  c->hook_user = user;
+}
+
+wr_conn *wr__consumer_conn(wr_consumer *c) { return c ? c->conn : NULL; }
