@@ -127,6 +127,7 @@ typedef struct wr_consumer_stats {
   uint64_t batches;        /* transactions committed */
   uint64_t batch_fallbacks;/* batches re-run one by one */
   uint64_t reconnects;
+  bool connected;          /* broker and database connections currently open */
 } wr_consumer_stats;
 WR_EXPORT void wr_consumer_stats_get(const wr_consumer *c, wr_consumer_stats *out);
 

@@ -1,0 +1,43 @@
+/* app.h: the order service's process-wide state, shared by its modules. */
+#ifndef ORDER_APP_H
+#define ORDER_APP_H
+
+#include <pthread.h>
+#include <warren/warren.h>
+
+typedef struct app {
+  wr_db_pool *pool;
+  wr_metrics *metrics;
+  wr_consumer *consumer;
+  wr_relay *relay;
+  const char *service;          /* "order" */
+  char instance[96];
+  const char *customer_url;     /* base URL of the customer service */
+  unsigned buckets;             /* reconciliation buckets */
+  unsigned page_size;           /* catch-up page size */
+  volatile int stopping;
+  volatile int caught_up;       /* catch-up finished: ready */
+  pthread_mutex_t reconcile_mu; /* one reconciliation at a time */
+  wr_counter *reconcile_found, *reconcile_fixed, *catchup_items;
+} app;
+
+/* Customer event handlers (handlers.c): registers them on the consumer. */
+int handlers_subscribe(app *a, wr_consumer *c);
+
+/* Catch-up (catchup.c): pages the customer service's bulk API into the view. Full on
+ * an empty view, else from the stored watermark. Returns items loaded or <0. */
+long catchup_run(app *a, wr_err *err);
+
+/* Reconciliation (reconcile.c). */
+typedef struct reconcile_result {
+  uint64_t checked;        /* customers covered by the compared checksums */
+  uint64_t buckets_differing;
+  uint64_t found;          /* rows whose version differs or that are missing/extra */
+  uint64_t fixed;
+} reconcile_result;
+int reconcile_run(app *a, const char *correlation_id, reconcile_result *out, wr_err *err);
+
+extern const wr_http_route order_routes[];
+extern const size_t order_routes_n;
+
+#endif

@@ -1,0 +1,304 @@
+/* order-service: keeps a local customer view in sync with the customer service and
+ * owns orders.
+ *
+ * Start: migrate -> HTTP (health answers, ready says no) -> declare and bind the
+ * consumer queue -> catch-up through the bulk API -> consume. The order matters:
+ * events published while the catch-up runs wait in the bound queue, and the version
+ * guard sorts out whichever path delivers a version second. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "view.h"
+
+#include "customer/v1/customer.warren.h"
+#include "order/v1/order.warren.h"
+
+typedef struct config {
+  const char *amqp_url, *cacert, *database_url, *http_addr, *admin_token, *log_level;
+  const char *customer_url, *http_threads, *db_pool, *reconcile_interval, *buckets, *page_size;
+  const char *queue_type, *prefetch, *batch, *retry_delays, *delivery_limit, *max_body,
+      *log_max_age;
+} config;
+
+static unsigned reconcile_interval_s;
+
+static void *reconcile_loop(void *arg) {
+  app *a = arg;
+  while (!a->stopping) {
+    if (wr_sleep_ms(reconcile_interval_s * 1000u, &a->stopping) != 0)
+      break;
+    reconcile_result res;
+    wr_err err = {0};
+    if (reconcile_run(a, NULL, &res, &err) != 0 && !a->stopping)
+      wr_log_warn(NULL, "periodic reconciliation failed: %s", err.msg);
+  }
+  return NULL;
+}
+
+/* "1000,5000,30000" -> delays (ms). Returns the count or -1. */
+static int parse_delays(const char *s, unsigned *out, int max) {
+  int n = 0;
+  const char *p = s;
+  while (*p) {
+    char *end;
+    unsigned long v = strtoul(p, &end, 10);
+    if (end == p || v == 0 || v > 86400000UL || n >= max || (*end && *end != ','))
+      return -1;
+    out[n++] = (unsigned)v;
+    p = *end ? end + 1 : end;
+  }
+  return n;
+}
+
+/* Retries fn until it succeeds or a signal arrives (returns the signal, or 0). */
+static int retry_until_done(const char *what, int (*fn)(app *, wr_err *), app *a) {
+  for (unsigned attempt = 0;; attempt++) {
+    wr_err err = {0};
+    int rc = fn(a, &err);
+    if (rc >= 0)
+      return 0;
+    unsigned delay = wr_backoff_ms(attempt, 500, 15000);
+    wr_log_warn(NULL, "%s failed (%s), retrying in %u ms", what, err.msg, delay);
+    int sig = wr_signals_wait(delay);
+    if (sig)
+      return sig;
+  }
+}
+
+static int declare_step(app *a, wr_err *err) { return wr_consumer_declare(a->consumer, err); }
+static int catchup_step(app *a, wr_err *err) {
+  long n = catchup_run(a, err);
+  return n < 0 ? (int)n : 0;
+}
+
+int main(int argc, char **argv) {
+  wr_signals_block();
+  config cf;
+  wr_option opts[] = {
+      {"amqp-url", "WARREN_AMQP_URL", NULL, "broker URL(s), comma-separated for failover",
+       &cf.amqp_url, true, true},
+      {"amqp-cacert", "WARREN_AMQP_CACERT", NULL, "CA file for amqps:// URLs", &cf.cacert, false,
+       false},
+      {"database-url", "WARREN_DATABASE_URL", NULL, "PostgreSQL URL of the order database",
+       &cf.database_url, true, true},
+      {"http-addr", "WARREN_HTTP_ADDR", "127.0.0.1:8082", "HTTP listen address", &cf.http_addr,
+       false, false},
+      {"admin-token", "WARREN_ADMIN_TOKEN", NULL,
+       "bearer token for /admin routes (unset: they answer 403)", &cf.admin_token, true, false},
+      {"customer-service-url", "CUSTOMER_SERVICE_URL", "http://127.0.0.1:8081",
+       "base URL of the customer service (catch-up, reconciliation)", &cf.customer_url, false,
+       false},
+      {"log-level", "WARREN_LOG_LEVEL", "info", "debug, info, warn or error", &cf.log_level, false,
+       false},
+      {"http-threads", "WARREN_HTTP_THREADS", "4", "HTTP worker threads", &cf.http_threads, false,
+       false},
+      {"db-pool", "WARREN_DB_POOL", "8", "database connections for HTTP handlers", &cf.db_pool,
+       false, false},
+      {"reconcile-interval", "WARREN_RECONCILE_INTERVAL", "300",
+       "seconds between reconciliations (0: only on POST /admin/reconcile)",
+       &cf.reconcile_interval, false, false},
+      {"buckets", "WARREN_RECONCILE_BUCKETS", "64", "reconciliation checksum buckets", &cf.buckets,
+       false, false},
+      {"catchup-page-size", "WARREN_CATCHUP_PAGE_SIZE", "1000", "customers per catch-up page",
+       &cf.page_size, false, false},
+      {"queue-type", "WARREN_QUEUE_TYPE", "quorum", "quorum or classic", &cf.queue_type, false,
+       false},
+      {"prefetch", "WARREN_PREFETCH", "500", "consumer prefetch", &cf.prefetch, false, false},
+      {"batch-size", "WARREN_BATCH_SIZE", "200", "deliveries per transaction", &cf.batch, false,
+       false},
+      {"retry-delays", "WARREN_RETRY_DELAYS", "1000,5000,30000,120000",
+       "retry tiers in ms, comma-separated", &cf.retry_delays, false, false},
+      {"delivery-limit", "WARREN_DELIVERY_LIMIT", "20",
+       "quorum x-delivery-limit (crash-loop guard; 0: none)", &cf.delivery_limit, false, false},
+      {"max-body", "WARREN_HTTP_MAX_BODY", "65536", "largest accepted request body (bytes)",
+       &cf.max_body, false, false},
+      {"event-log-max-age", "WARREN_EVENT_LOG_MAX_AGE", "7D",
+       "retention of the order.events.log stream", &cf.log_max_age, false, false},
+  };
+  wr_err err = {0};
+  int rc = wr_options_parse("order-service",
+                            "order-service: keeps a customer view in sync and owns orders", opts,
+                            sizeof opts / sizeof opts[0], argc, argv, &err);
+  if (rc == 1)
+    return 0;
+  unsigned threads = 4, pool_size = 8, buckets = 64, page = 1000, prefetch = 500, batch = 200,
+           limit = 20, max_body = 65536;
+  unsigned delays[8];
+  int n_delays = 0;
+  wr_log_level level = WR_LOG_INFO;
+  if (rc == 0 && wr_log_level_parse(cf.log_level, &level) != 0)
+    rc = wr_err_set(&err, WR_EINVAL, "--log-level must be debug, info, warn or error");
+  if (rc == 0)
+    rc = wr_option_uint("http-threads", cf.http_threads, 1, 256, &threads, &err);
+  if (rc == 0)
+    rc = wr_option_uint("db-pool", cf.db_pool, 1, 256, &pool_size, &err);
+  if (rc == 0)
+    rc = wr_option_uint("reconcile-interval", cf.reconcile_interval, 0, 7 * 86400,
+                        &reconcile_interval_s, &err);
+  if (rc == 0)
+    rc = wr_option_uint("buckets", cf.buckets, 1, WR_SYNC_BUCKETS_MAX, &buckets, &err);
+  if (rc == 0)
+    rc = wr_option_uint("catchup-page-size", cf.page_size, 1, 1000, &page, &err);
+  if (rc == 0)
+    rc = wr_option_uint("prefetch", cf.prefetch, 1, 65535, &prefetch, &err);
+  if (rc == 0)
+    rc = wr_option_uint("batch-size", cf.batch, 1, 10000, &batch, &err);
+  if (rc == 0)
+    rc = wr_option_uint("delivery-limit", cf.delivery_limit, 0, 100000, &limit, &err);
+  if (rc == 0)
+    rc = wr_option_uint("max-body", cf.max_body, 1024, 64u << 20, &max_body, &err);
+  if (rc == 0 && (n_delays = parse_delays(cf.retry_delays, delays, 8)) < 0)
+    rc = wr_err_set(&err, WR_EINVAL, "--retry-delays must be up to 8 positive ms values");
+  if (rc == 0 && strcmp(cf.queue_type, "quorum") && strcmp(cf.queue_type, "classic"))
+    rc = wr_err_set(&err, WR_EINVAL, "--queue-type must be quorum or classic");
+  if (rc == 0 && strncmp(cf.customer_url, "http://", 7) != 0)
+    rc = wr_err_set(&err, WR_EINVAL, "--customer-service-url must be an http:// URL");
+  if (rc) {
+    fprintf(stderr, "order-service: %s\n", err.msg);
+    return 2;
+  }
+  wr_log_set_service("order");
+  wr_log_configure(NULL, NULL, level);
+
+  app a = {.service = "order", .buckets = buckets, .page_size = page};
+  pthread_mutex_init(&a.reconcile_mu, NULL);
+  char host[64] = "localhost";
+  gethostname(host, sizeof host - 1);
+  snprintf(a.instance, sizeof a.instance, "%s:%d", host, (int)getpid());
+  /* trailing slashes would double in "/customers" paths */
+  char *cu = strdup(cf.customer_url);
+  while (cu && strlen(cu) > 7 && cu[strlen(cu) - 1] == '/')
+    cu[strlen(cu) - 1] = '\0';
+  a.customer_url = cu;
+  char redacted[512];
+  wr_redact_url(cf.database_url, redacted, sizeof redacted);
+  if (!cu || wr_metrics_new(&a.metrics) != 0) {
+    wr_log_error(NULL, "out of memory");
+    return 1;
+  }
+  a.reconcile_found = wr_metrics_counter(a.metrics, "order_reconcile_discrepancies_total",
+                                         "view rows found different from the source", NULL);
+  a.reconcile_fixed = wr_metrics_counter(a.metrics, "order_reconcile_repairs_total",
+                                         "view rows repaired by reconciliation", NULL);
+  a.catchup_items = wr_metrics_counter(a.metrics, "order_catchup_items_total",
+                                       "customers read through the bulk catch-up API", NULL);
+
+  PGconn *mc = NULL;
+  rc = wr_db_connect(cf.database_url, "order-service", &mc, &err);
+  if (rc == 0)
+    rc = wr_db_migrate_runtime(mc, &err);
+  if (rc == 0)
+    rc = view_migrate(mc, &err);
+  if (mc)
+    PQfinish(mc);
+  if (rc) {
+    wr_log_error(NULL, "database %s: %s", redacted, err.msg);
+    return 1;
+  }
+  if ((rc = wr_db_pool_new(cf.database_url, "order-service", pool_size, &a.pool, &err)) != 0) {
+    wr_log_error(NULL, "database pool: %s", err.msg);
+    return 1;
+  }
+
+  wr_conn_opts amqp = WR_CONN_OPTS_INIT;
+  amqp.urls = cf.amqp_url;
+  amqp.cacert = cf.cacert;
+
+  /* Publisher side: order.events plus a retained log, so OrderPlaced is always
+   * routable and can be replayed by future consumers. */
+  wr_topology *topo = NULL;
+  wr_topology_new(&topo);
+  wr_topology_exchange(topo, ORDER_V1_EXCHANGE, "topic");
+  wr_queue_args log_args = {.stream = true, .stream_max_age = cf.log_max_age,
+                            .stream_max_bytes = 1LL << 30};
+  wr_topology_queue(topo, ORDER_V1_EXCHANGE ".log", &log_args);
+  wr_topology_bind(topo, ORDER_V1_EXCHANGE ".log", ORDER_V1_EXCHANGE, "#");
+  wr_conn_opts relay_amqp = amqp;
+  relay_amqp.connection_name = "order-service relay";
+  wr_relay_opts ro = WR_RELAY_OPTS_INIT;
+  ro.database_url = cf.database_url;
+  ro.amqp = &relay_amqp;
+  ro.topology = topo;
+  ro.metrics = a.metrics;
+  ro.name = "order";
+  if ((rc = wr_relay_new(&ro, &a.relay, &err)) != 0 || (rc = wr_relay_start(a.relay)) != 0) {
+    wr_log_error(NULL, "relay: %s", err.msg);
+    return 1;
+  }
+
+  wr_conn_opts cons_amqp = amqp;
+  cons_amqp.connection_name = "order-service consumer";
+  wr_consumer_opts co = WR_CONSUMER_OPTS_INIT;
+  co.queue = VIEW_SCOPE;
+  co.database_url = cf.database_url;
+  co.amqp = &cons_amqp;
+  co.queue_type = strcmp(cf.queue_type, "classic") == 0 ? WR_QUEUE_CLASSIC : WR_QUEUE_QUORUM;
+  co.prefetch = (uint16_t)prefetch;
+  co.batch_size = batch;
+  co.retry_delays_ms = delays;
+  co.n_retry_delays = (size_t)n_delays;
+  co.delivery_limit = limit;
+  co.source_service = a.service;
+  co.source_instance = a.instance;
+  co.metrics = a.metrics;
+  if ((rc = wr_consumer_new(&co, &a.consumer, &err)) != 0 ||
+      (rc = handlers_subscribe(&a, a.consumer)) != 0) {
+    wr_log_error(NULL, "consumer: %s", rc == WR_EINVAL ? err.msg : wr_strerror(rc));
+    return 1;
+  }
+
+  wr_http_opts ho = WR_HTTP_OPTS_INIT;
+  ho.addr = cf.http_addr;
+  ho.routes = order_routes;
+  ho.n_routes = order_routes_n;
+  ho.user = &a;
+  ho.threads = threads;
+  ho.max_body = max_body;
+  ho.admin_token = cf.admin_token;
+  ho.metrics = a.metrics;
+  wr_http_server *srv = NULL;
+  if ((rc = wr_http_server_start(&ho, &srv, &err)) != 0) {
+    wr_log_error(NULL, "http: %s", err.msg);
+    return 1;
+  }
+  wr_log_info(NULL, "order-service listening on %s (port %u), database %s, customer service %s",
+              cf.http_addr, wr_http_server_port(srv), redacted, a.customer_url);
+
+  int sig = retry_until_done("declaring the consumer queue", declare_step, &a);
+  if (!sig)
+    sig = retry_until_done("catch-up", catchup_step, &a);
+  pthread_t rec;
+  bool rec_started = false;
+  if (!sig) {
+    a.caught_up = 1;
+    if ((rc = wr_consumer_start(a.consumer)) != 0) {
+      wr_log_error(NULL, "consumer start: %s", wr_strerror(rc));
+      sig = -1;
+    }
+    rec_started = !sig && reconcile_interval_s > 0 &&
+                  pthread_create(&rec, NULL, reconcile_loop, &a) == 0;
+  }
+  if (!sig)
+    sig = wr_signals_wait(0);
+  wr_log_info(NULL, "signal %d: shutting down", sig);
+  a.stopping = 1;
+  wr_http_server_stop(srv);
+  if (rec_started)
+    pthread_join(rec, NULL);
+  wr_consumer_stop(a.consumer);
+  wr_consumer_join(a.consumer); /* commits and acks the batch in flight */
+  wr_consumer_free(a.consumer);
+  if (wr_relay_stop(a.relay, 10000) != 0)
+    wr_log_warn(NULL, "outbox not drained at shutdown: rows stay for the next start");
+  wr_relay_free(a.relay);
+  wr_topology_free(topo);
+  wr_db_pool_free(a.pool);
+  wr_metrics_free(a.metrics);
+  pthread_mutex_destroy(&a.reconcile_mu);
+  free(cu);
+  wr_log_info(NULL, "stopped");
+  return sig > 0 ? 0 : 1;
+}
