@@ -2,6 +2,9 @@
  * returning errors, and favours clarity over speed. */
 #include "harness.h"
 
+#include <warren/http_client.h>
+#include <warren/util.h>
+
 #include <amqp_tcp_socket.h>
 #include <ctype.h>
 #include <errno.h>
@@ -266,4 +269,70 @@ bool wt_wait_until(bool (*cond)(void *user), void *user, int timeout_ms) {
     usleep(20000);
   }
   return true;
+}
+
+/* ---- vhosts through the management API ------------------------------------------ */
+
+static void mgmt(const char *method, const char *path, const char *body) {
+  const char *base = wt_require("WARREN_AMQP_MGMT_URL"); /* http://guest:guest@host:port/ */
+  const char *at = strchr(base + 7, '@');
+  char hostpart[256];
+  snprintf(hostpart, sizeof hostpart, "http://%s", at ? at + 1 : base + 7);
+  size_t hl = strlen(hostpart);
+  if (hl && hostpart[hl - 1] == '/')
+    hostpart[hl - 1] = '\0';
+  char url[512];
+  snprintf(url, sizeof url, "%s%s", hostpart, path);
+  char auth[128], b64[96];
+  wr_base64_encode("guest:guest", 11, false, b64, sizeof b64);
+  snprintf(auth, sizeof auth, "Authorization: Basic %s", b64);
+  const char *hdrs[] = {auth, "Content-Type: application/json", NULL};
+  wr_http_request rq = {.method = method, .url = url, .headers = hdrs, .body = body,
+                        .body_len = body ? strlen(body) : 0, .timeout_ms = 30000};
+  wr_http_response res;
+  wr_err err;
+  int rc = wr_http_do(&rq, &res, &err);
+  if (rc)
+    fail_msg("management API %s %s: %s", method, path, err.msg);
+  int status = res.status;
+  wr_http_response_free(&res);
+  if (status >= 300 && !(status == 404 && strcmp(method, "DELETE") == 0))
+    fail_msg("management API %s %s: HTTP %d", method, path, status);
+}
+
+static char vhost_urls[16][1024];
+static unsigned vhost_next;
+
+const char *wt_vhost_create(const char *prefix) {
+  char name[64], path[160];
+  wt_unique(name, sizeof name, prefix);
+  snprintf(path, sizeof path, "/api/vhosts/%s", name);
+  mgmt("PUT", path, NULL);
+  snprintf(path, sizeof path, "/api/permissions/%s/guest", name);
+  mgmt("PUT", path, "{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}");
+  pthread_mutex_lock(&env_mu);
+  char *slot = vhost_urls[vhost_next++ % 16];
+  pthread_mutex_unlock(&env_mu);
+  /* every URL of the list gets the vhost as its path */
+  const char *urls = wt_require("WARREN_AMQP_URL");
+  size_t o = 0;
+  for (const char *p = urls; *p;) {
+    size_t n = strcspn(p, ",");
+    o += (size_t)snprintf(slot + o, sizeof vhost_urls[0] - o, "%s%.*s/%s", o ? "," : "", (int)n, p,
+                          name);
+    p += n;
+    if (*p == ',')
+      p++;
+  }
+  return slot;
+}
+
+void wt_vhost_delete(const char *amqp_url) {
+  const char *slash = strrchr(amqp_url, '/');
+  if (!slash || strchr(slash, ':'))
+    return;
+  char name[96], path[160];
+  snprintf(name, sizeof name, "%.*s", (int)strcspn(slash + 1, ","), slash + 1);
+  snprintf(path, sizeof path, "/api/vhosts/%s", name);
+  mgmt("DELETE", path, NULL);
 }

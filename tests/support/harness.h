@@ -48,6 +48,13 @@ long wt_amqp_queue_depth(amqp_connection_state_t c, const char *queue);
 void wt_amqp_delete_queue(amqp_connection_state_t c, const char *queue);
 void wt_amqp_delete_exchange(amqp_connection_state_t c, const char *exchange);
 
+/* Creates a fresh RabbitMQ virtual host (management API) with full permissions for
+ * guest, and returns the AMQP URL list of the stack pointing at it (static storage
+ * per slot, up to 16 live). Isolates tests that use fixed exchange/queue names. */
+const char *wt_vhost_create(const char *prefix);
+/* Deletes a vhost created by wt_vhost_create (given its AMQP URL). */
+void wt_vhost_delete(const char *amqp_url);
+
 /* Runs `scripts/stack <args>` against the test stack (chaos: rabbit-stop...). Returns
  * the exit status. */
 int wt_stack(const char *args);
