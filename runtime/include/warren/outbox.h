@@ -36,15 +36,23 @@ typedef struct wr_outbox {
 
 /* Appends one event of type t. Fills, in the encoded copy only, what the caller left
  * empty in ev's meta: event_id (UUIDv7), event_type, aggregate_type, occurred_at
- * (now), source_service/instance, correlation_id, causation_id; `ev` itself is not
- * modified (read ob->last_event_id for the id). The caller must set
- * meta.aggregate_id and meta.version (>= 1).
- * Returns 0; WR_EINVAL (no transaction open, missing aggregate_id or version, meta of
- * another type); WR_EDB (insert failed: the transaction is aborted and must be rolled
- * back); WR_ENOMEM. */
+ * (now; a zero timestamp counts as empty), source_service/instance, correlation_id
+ * (ob's, else the event id), causation_id; `ev` itself is not modified (read
+ * ob->last_event_id for the id). The caller must set meta.aggregate_id (1..256 bytes)
+ * and meta.version (1..2^63-1); an event_id set by the caller must be a UUID.
+ * While packing, ev's meta pointer briefly points to the filled copy: `ev` must not be
+ * read by another thread during the call. Nothing is kept after return.
+ * Returns 0; WR_EINVAL (no healthy transaction open, missing or invalid
+ * aggregate_id/version/event_id/occurred_at, meta of another type, ev not of type t);
+ * WR_ETOOBIG (encoded event above 128 MiB, RabbitMQ's default limit); WR_EDB (insert
+ * failed, e.g. a duplicate event_id, sqlstate 23505: the transaction is aborted and
+ * must be rolled back); WR_ENOMEM; WR_EIO (no randomness for the id). On any failure
+ * no row was inserted. */
 WR_EXPORT int wr_outbox_append(wr_outbox *ob, const wr_event_type *t, ProtobufCMessage *ev);
 
-/* Number of rows waiting in the outbox (for metrics and tests); <0 on error. */
+/* Number of rows waiting in the outbox (for metrics and tests), including rows that
+ * are being published or wait for a retry; a negative WR_E* code on error (WR_EDB with
+ * err filled). Runs count(*): meant for once-a-second gauges, not hot paths. */
 WR_EXPORT int64_t wr_outbox_pending(PGconn *c, wr_err *err);
 
 WR_END_DECLS
