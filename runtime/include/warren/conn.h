@@ -11,7 +11,23 @@
  * Publishing uses publisher confirms and `mandatory`: every publish gets a sequence
  * number, and wr_conn_wait_confirms() settles them as acked, nacked, or returned
  * (unroutable). A message not settled when the connection drops is reported as
- * WR_ECLOSED: the caller publishes it again. */
+ * WR_ECLOSED: the caller publishes it again.
+ *
+ * Numbers that survive reconnects: confirm sequence numbers and delivery tags handed
+ * out by warren grow over the whole life of the wr_conn (the broker's restart at 1 on
+ * every new channel is hidden). A number is therefore never reused, and a delivery tag
+ * from before a reconnect is recognised (WR_ESTATE) instead of acking another message.
+ * Use warren's tags only with wr_conn_ack/wr_conn_reject, never with amqp_basic_ack.
+ *
+ * Nothing blocks forever: connect and login are bounded by connect_timeout_ms, every
+ * rpc by rpc_timeout_ms, and sends or content reads that rabbitmq-c 0.11 would do
+ * without a deadline (publish, ack, a broker that stops reading under a resource alarm)
+ * are cut by a per-connection watchdog thread after rpc_timeout_ms: the socket is shut
+ * down, the call returns WR_ETIMEDOUT and the connection is closed.
+ *
+ * Heartbeats and everything else the broker sends are handled only inside warren's
+ * calls. A thread that is busy elsewhere for longer than heartbeat_s/2 should call
+ * wr_conn_service() now and then. */
 #ifndef WARREN_CONN_H
 #define WARREN_CONN_H
 
@@ -60,9 +76,14 @@ typedef int (*wr_conn_open_fn)(wr_conn *c, void *user, wr_err *err);
 WR_EXPORT int wr_conn_on_open(wr_conn *c, wr_conn_open_fn fn, void *user);
 
 /* Opens a connection to the next URL of the list (one attempt per URL, in rotation
- * starting after the last one used), opens the channel, applies confirm mode and
- * qos if requested before, and runs the on-open hooks. Returns 0 or the last
- * failure (WR_ECLOSED, WR_ETIMEDOUT, WR_EAUTH, WR_ETLS, WR_EAMQP...). */
+ * starting after the last one used), opens the channel, applies confirm mode if
+ * requested before, runs the on-open hooks, then (re)starts the consumers registered
+ * with wr_conn_consume that a hook did not start itself. A connection that is open is
+ * closed first. Returns 0 or the last failure: WR_EIO (refused, unresolvable),
+ * WR_ETIMEDOUT, WR_EAUTH (credentials or vhost refused), WR_ETLS (handshake or
+ * certificate verification), WR_ECLOSED, WR_EAMQP, or a hook's code. A consumer whose
+ * queue no longer exists does not fail the open: it is dropped and reported by
+ * wr_conn_next_delivery (WR_ESTOPPED). */
 WR_EXPORT int wr_conn_open(wr_conn *c, wr_err *err);
 
 /* Closes the current connection (if any) and opens again, retrying with capped
@@ -75,6 +96,13 @@ WR_EXPORT void wr_conn_close(wr_conn *c);
 
 /* True while a connection is open and no fatal error has been seen on it. */
 WR_EXPORT bool wr_conn_is_open(const wr_conn *c);
+
+/* Handles whatever the broker has sent, without waiting: confirms (kept for
+ * wr_conn_wait_confirms), returns, connection.blocked/unblocked, channel and
+ * connection closes, consumer cancels; sends a heartbeat if one is due. Deliveries are
+ * buffered for wr_conn_next_delivery. Returns 0, WR_ECLOSED (connection lost), or a
+ * channel-close verdict (see wr_conn_check_reply). */
+WR_EXPORT int wr_conn_service(wr_conn *c, wr_err *err);
 
 /* True while the broker has blocked the connection (resource alarm). Publishing then
  * fails fast with WR_EBLOCKED instead of hanging. */
@@ -114,7 +142,11 @@ typedef struct wr_queue_decl {
 
 WR_EXPORT int wr_conn_declare_exchange(wr_conn *c, const wr_exchange_decl *d, wr_err *err);
 /* *message_count / *consumer_count may be NULL. passive=true only checks existence
- * (WR_ENOTFOUND if missing; the channel is reopened). */
+ * (WR_ENOTFOUND if missing); it runs on a side channel, so a missing queue costs
+ * channel 1 nothing. Non-passive declares, binds, deletes and purges run on channel 1:
+ * a broker refusal (406 PRECONDITION_FAILED, 404...) closes it, warren reopens it
+ * (see wr_conn_check_reply) and returns WR_EAMQP / WR_ENOTFOUND / WR_EAUTH (403) with
+ * err->amqp_reply and the broker's text. */
 WR_EXPORT int wr_conn_declare_queue(wr_conn *c, const wr_queue_decl *d, bool passive,
                                     uint32_t *message_count, uint32_t *consumer_count,
                                     wr_err *err);
@@ -125,7 +157,9 @@ WR_EXPORT int wr_conn_purge_queue(wr_conn *c, const char *queue, uint32_t *purge
 
 /* ---- publishing with confirms ---------------------------------------------------- */
 
-/* Puts the channel in confirm mode (re-applied after every reconnect). */
+/* Puts the channel in confirm mode (re-applied after every reconnect and channel
+ * reopen). Without an open connection it is only recorded and applied at the next
+ * open. */
 WR_EXPORT int wr_conn_confirm_mode(wr_conn *c, wr_err *err);
 
 typedef struct wr_publish {
@@ -138,10 +172,14 @@ typedef struct wr_publish {
   bool mandatory;
 } wr_publish;
 
-/* Sends one basic.publish (does not wait). On success *seq (may be NULL) is the
- * confirm sequence number of this message on this connection. Returns 0,
- * WR_EBLOCKED (connection blocked: nothing was sent), WR_ECLOSED, WR_EINVAL (not in
- * confirm mode). */
+/* Sends one basic.publish (does not wait for the broker). Frames that have already
+ * arrived are handled first, so a known connection.blocked fails fast. On success
+ * *seq (may be NULL) is the confirm sequence number of this message: unique over the
+ * life of c (not reset by reconnects), to be matched in the wr_confirm_fn. p and its
+ * buffers are only read during the call. Returns 0, WR_EBLOCKED (connection blocked:
+ * nothing was sent), WR_ECLOSED, WR_ETIMEDOUT (the broker stopped reading: connection
+ * closed), WR_EINVAL (bad arguments, or not in confirm mode). On failure no sequence
+ * number is consumed and nothing will be reported for this message. */
 WR_EXPORT int wr_conn_publish(wr_conn *c, const wr_publish *p, uint64_t *seq, wr_err *err);
 
 /* Settles one published message: status is 0 (acked), WR_ENACK, WR_ERETURNED, or
@@ -149,10 +187,16 @@ WR_EXPORT int wr_conn_publish(wr_conn *c, const wr_publish *p, uint64_t *seq, wr
 typedef void (*wr_confirm_fn)(wr_conn *c, uint64_t seq, int status, void *user);
 
 /* Reads broker frames until every sequence number <= upto is settled or timeout_ms
- * passes, calling fn once per settled message (in no particular order). Deliveries
- * for consumers on this connection that arrive meanwhile are kept for
- * wr_conn_next_delivery(). Returns 0, WR_ETIMEDOUT (some still unsettled), or
- * WR_ECLOSED (connection lost: every unsettled message was reported WR_ECLOSED). */
+ * passes, calling fn (may be NULL) once per settled message (in no particular order),
+ * including messages settled earlier while another call was reading and messages
+ * above upto that happened to settle. fn may publish on c. Deliveries for consumers
+ * on this connection that arrive meanwhile are kept for wr_conn_next_delivery().
+ * Returns 0, WR_ETIMEDOUT (some still unsettled), WR_ECLOSED (connection lost: every
+ * unsettled message was reported WR_ECLOSED), or the verdict of a broker channel
+ * close (e.g. WR_ENOTFOUND, err->amqp_reply 404, after a publish to a missing
+ * exchange): every message unsettled on the closed channel was reported WR_ECLOSED,
+ * the channel has been reopened and the connection stays usable. Settled messages are
+ * kept until reported: call this regularly when publishing. */
 WR_EXPORT int wr_conn_wait_confirms(wr_conn *c, uint64_t upto, unsigned timeout_ms,
                                     wr_confirm_fn fn, void *user, wr_err *err);
 
@@ -161,32 +205,48 @@ WR_EXPORT size_t wr_conn_unconfirmed(const wr_conn *c);
 
 /* ---- consuming ------------------------------------------------------------------- */
 
-/* basic.qos(prefetch) + basic.consume on queue (re-applied after every reconnect).
- * Several queues may be consumed on one connection. */
+/* basic.qos(prefetch, per consumer) + basic.consume on queue (re-applied after every
+ * reconnect and channel reopen). Several queues may be consumed on one connection.
+ * The queue name and arguments are copied. Consuming a queue that is already consumed
+ * on c with the same settings is a no-op (so an on-open hook may call it every time);
+ * with other settings it is WR_ECONFLICT. Without an open connection the consumer is
+ * only recorded and started at the next open. Returns 0, WR_ENOTFOUND (no such queue;
+ * nothing recorded), WR_EAUTH (403, e.g. exclusive use), WR_EAMQP, WR_ECLOSED. */
 WR_EXPORT int wr_conn_consume(wr_conn *c, const char *queue, uint16_t prefetch,
                               bool exclusive, amqp_table_t arguments, wr_err *err);
 
-/* Waits up to timeout_ms for the next delivery. On 0, *env is filled and must be
- * released with amqp_destroy_envelope(). Returns WR_ETIMEDOUT when nothing arrived,
- * WR_ECLOSED when the connection died (reconnect), WR_ESTOPPED when the broker
- * cancelled the consumer (queue deleted) and it could not be restarted. Handles
- * confirms, returns, channel closes, connection.blocked/unblocked and heartbeats
- * that arrive in between. */
+/* Waits up to timeout_ms for the next delivery. On 0, *env is filled and owned by the
+ * caller: release it with amqp_destroy_envelope(); env->delivery_tag is warren's (see
+ * the top of this file). Returns WR_ETIMEDOUT when nothing arrived, WR_ECLOSED when
+ * the connection died (reconnect), WR_ESTOPPED when the broker cancelled a consumer
+ * (queue deleted) and it could not be restarted (the consumer is dropped; a cancelled
+ * consumer whose queue still exists is restarted silently), or the verdict of a
+ * broker channel close (WR_EAMQP/WR_ENOTFOUND, e.g. 406 after acking an unknown tag:
+ * unacked deliveries are requeued by the broker, the channel and consumers are
+ * restored, older tags become WR_ESTATE). Handles confirms, returns,
+ * connection.blocked/unblocked and heartbeats that arrive in between. On failure *env
+ * is zeroed. */
 WR_EXPORT int wr_conn_next_delivery(wr_conn *c, unsigned timeout_ms, amqp_envelope_t *env,
                                     wr_err *err);
 
 /* basic.ack (multiple = everything up to tag) / basic.reject (requeue or not). A tag
- * from before the last reconnect is ignored and returns WR_ESTATE (the broker has
- * already requeued that message). */
+ * from before the last reconnect or channel reopen is ignored and returns WR_ESTATE
+ * (the broker has already requeued that message); a tag never handed out is
+ * WR_EINVAL. Acking one tag twice makes the broker close the channel (406), which the
+ * next reading call reports. Returns 0, WR_ESTATE, WR_EINVAL, WR_ECLOSED,
+ * WR_ETIMEDOUT (broker stopped reading: connection closed). */
 WR_EXPORT int wr_conn_ack(wr_conn *c, uint64_t delivery_tag, bool multiple, wr_err *err);
 WR_EXPORT int wr_conn_reject(wr_conn *c, uint64_t delivery_tag, bool requeue, wr_err *err);
 
-/* The connection generation: incremented by every successful open. Delivery tags are
- * valid only within one generation. */
+/* The connection generation: incremented by every successful open and every reopen
+ * of channel 1 (after a broker channel close). Delivery tags are valid only within
+ * one generation. */
 WR_EXPORT uint64_t wr_conn_generation(const wr_conn *c);
 
-/* basic.get one message (no_ack=false) for tools. Returns 0 with *env filled, or
- * WR_ENOTFOUND when the queue is empty. */
+/* basic.get one message (no_ack=false) on channel 1 for tools. Returns 0 with *env
+ * filled (owned by the caller, amqp_destroy_envelope; tag usable with wr_conn_ack /
+ * wr_conn_reject), or WR_ENOTFOUND when the queue is empty (err->amqp_reply 0) or does
+ * not exist (err->amqp_reply 404; channel 1 was reopened). */
 WR_EXPORT int wr_conn_get(wr_conn *c, const char *queue, amqp_envelope_t *env, wr_err *err);
 
 /* ---- amqp_table helpers ---------------------------------------------------------- */
