@@ -22,12 +22,19 @@ typedef enum wr_queue_type {
 
 typedef struct wr_topology wr_topology;
 
+/* *out is owned by the caller (wr_topology_free). Returns 0, WR_EINVAL, WR_ENOMEM. */
 WR_EXPORT int wr_topology_new(wr_topology **out);
 WR_EXPORT void wr_topology_free(wr_topology *t); /* NULL allowed */
 
-/* Adds a durable exchange ("topic", "direct", "fanout", "x-consistent-hash").
- * Adding the same name twice with the same type is a no-op; with another type it is
- * WR_ECONFLICT. Strings are copied. */
+/* Names are 1..255 bytes without control characters; names starting with "amq." are
+ * reserved by the broker and refused (WR_EINVAL) for exchanges and queues (binding to
+ * amq.* exchanges is fine). On any failure nothing is added. */
+
+/* Adds a durable exchange ("topic", "direct", "fanout", "headers",
+ * "x-consistent-hash"; any other type is WR_EINVAL: an unknown type such as
+ * x-delayed-message makes the broker close the whole connection). Adding the same name
+ * twice with the same type is a no-op; with another type it is WR_ECONFLICT. Strings
+ * are copied. Returns 0, WR_EINVAL, WR_ECONFLICT, WR_ENOMEM. */
 WR_EXPORT int wr_topology_exchange(wr_topology *t, const char *name, const char *type);
 
 /* Queue arguments understood by the builder; zero/NULL means "not set". */
@@ -46,18 +53,36 @@ typedef struct wr_queue_args {
 } wr_queue_args;
 
 /* Adds a durable queue. Same name twice: no-op if the arguments are equal, else
- * WR_ECONFLICT (RabbitMQ would refuse the second declaration with 406). */
+ * WR_ECONFLICT (RabbitMQ would refuse the second declaration with 406). Strings are
+ * copied. NULL and "" differ for dead_letter_exchange ("" is the default exchange).
+ * WR_EINVAL for combinations the broker would refuse or ignore: delivery_limit or
+ * at_least_once_dlx on a classic queue, at_least_once_dlx without a DLX, a routing key
+ * without a DLX, a TTL outside 0..2^32-1, DLX/TTL/delivery limit on a stream, stream
+ * options on a non-stream. A classic queue is declared without x-queue-type (the
+ * broker's default), so queues declared earlier without it stay equivalent. */
 WR_EXPORT int wr_topology_queue(wr_topology *t, const char *name, const wr_queue_args *args);
 
-/* Adds a binding (duplicates are no-ops). */
+/* Adds a binding (duplicates are no-ops; routing_key NULL = ""). The queue and the
+ * exchange must be declared earlier in the list or exist on the broker. */
 WR_EXPORT int wr_topology_bind(wr_topology *t, const char *queue, const char *exchange,
                                const char *routing_key);
 
-/* The standard consumer-group layout for `queue` with retry tiers:
- *   exchange <queue>.dlx (direct)  ->  queue <queue>.dlq (bound with key <queue>)
- *   queue <queue>.retry.<n> (x-message-ttl = delays_ms[n-1], DLX "" -> <queue>)
- *   queue <queue> (type, DLX <queue>.dlx, delivery limit)
- * Bindings of the work queue are added separately (wr_topology_bind). */
+/* The standard consumer-group layout for `queue` with retry tiers, added in this
+ * (declaration) order, every dead-letter target before the queue that dead-letters
+ * into it:
+ *   exchange <queue>.dlx (direct)
+ *   queue <queue>.dlq (same type as the work queue, durable, no delivery limit so
+ *     browsing it never drops anything)
+ *   bind <queue>.dlq <- <queue>.dlx [<queue>]
+ *   queue <queue> (type, DLX <queue>.dlx, DLX routing key <queue>, delivery limit)
+ *   queue <queue>.retry.<n> (x-message-ttl = delays_ms[n-1] as an integer, DLX "" with
+ *     routing key <queue>, i.e. back to the work queue)
+ * Quorum work and retry queues also get x-dead-letter-strategy=at-least-once with
+ * x-overflow=reject-publish (else the broker silently dead-letters at most once); for
+ * classic queues delivery_limit is ignored. Bindings of the work queue are added
+ * separately (wr_topology_bind). All or nothing: WR_EINVAL (empty/long names, a zero
+ * delay, more than 100 tiers), WR_ECONFLICT (a clash with what t already holds),
+ * WR_ENOMEM. */
 typedef struct wr_consumer_queue {
   const char *queue;
   wr_queue_type type;
@@ -72,12 +97,17 @@ WR_EXPORT void wr_topology_dlx_name(const char *queue, char *out, size_t outsz);
 WR_EXPORT void wr_topology_dlq_name(const char *queue, char *out, size_t outsz);
 WR_EXPORT void wr_topology_retry_name(const char *queue, unsigned tier, char *out, size_t outsz);
 
-/* Declares everything, in order. Returns 0 or the first failure (e.g. WR_EAMQP with
- * reply 406 PRECONDITION_FAILED when a queue exists with other arguments: the message
- * names the queue and says which declaration conflicts). */
+/* Declares everything, in order, on c's channel 1 (idempotent: declaring twice is
+ * fine). Returns 0 or the first failure (e.g. WR_EAMQP with err->amqp_reply 406
+ * PRECONDITION_FAILED when a queue exists with other arguments: the message holds the
+ * broker's text, which names the queue and the inequivalent argument, and our
+ * rendered declaration). After a broker refusal the channel is reopened and c stays
+ * usable; what was declared before the failure stays declared. */
 WR_EXPORT int wr_topology_declare(const wr_topology *t, wr_conn *c, wr_err *err);
 
-/* A deterministic human-readable listing, one declaration per line:
+/* A deterministic human-readable listing, one declaration per line (names and values
+ * that are empty or contain spaces, quotes, '=', brackets or non-ASCII bytes are
+ * "quoted" with \" \\ and \xNN escapes):
  *   exchange customer.events topic durable
  *   queue order.customer-sync quorum durable x-dead-letter-exchange=... x-delivery-limit=20
  *   bind order.customer-sync <- customer.events [customer.v1.CustomerCreated]
