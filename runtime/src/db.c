@@ -37,7 +37,7 @@ static void copy_msg(char *dst, size_t n, const char *src, const char *secret) {
       continue;
     }
     if (*src == '\n' || *src == '\r') {
-      while (*src == '\n' || *src == '\r')
+      while (*src == '\n' || *src == '\r' || *src == '\t' || *src == ' ')
         src++;
       if (*src && o + 2 < n) {
         dst[o++] = ';';
@@ -45,7 +45,8 @@ static void copy_msg(char *dst, size_t n, const char *src, const char *secret) {
       }
       continue;
     }
-    dst[o++] = *src++;
+    dst[o++] = *src == '\t' ? ' ' : *src;
+    src++;
   }
   while (o > 0 && (dst[o - 1] == ' ' || dst[o - 1] == '\t' || dst[o - 1] == ';'))
     o--;
@@ -59,7 +60,19 @@ static int db_fail(wr_err *err, PGconn *c, const PGresult *res, const char *what
   char msg[400];
   const char *state = NULL;
   if (res && PQresultStatus(res) == PGRES_FATAL_ERROR) {
-    copy_msg(msg, sizeof msg, PQresultErrorMessage(res), NULL);
+    /* Server errors: the primary message and its detail, without the statement
+     * excerpt ("LINE 1: ...") that the full text carries. Client-side errors (lost
+     * connection) have no fields: take the whole text. */
+    const char *prim = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    if (prim) {
+      char raw[600];
+      snprintf(raw, sizeof raw, "%s%s%s%s", prim, detail ? " (" : "", detail ? detail : "",
+               detail ? ")" : "");
+      copy_msg(msg, sizeof msg, raw, NULL);
+    } else {
+      copy_msg(msg, sizeof msg, PQresultErrorMessage(res), NULL);
+    }
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
   } else if (res) {
     snprintf(msg, sizeof msg, "unexpected result status %s",

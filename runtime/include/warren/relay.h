@@ -32,8 +32,9 @@ WR_BEGIN_DECLS
 typedef struct wr_relay_opts {
   const char *database_url;      /* required */
   const wr_conn_opts *amqp;      /* required; copied */
-  const wr_topology *topology;   /* exchanges to declare on connect (may be NULL) */
-  unsigned batch_size;           /* rows per claim */
+  const wr_topology *topology;   /* exchanges to declare on connect (may be NULL);
+                                    borrowed: must outlive the relay */
+  unsigned batch_size;           /* rows per claim (1..100000) */
   unsigned poll_interval_ms;     /* fallback when no NOTIFY arrives */
   unsigned confirm_timeout_ms;   /* a batch not confirmed by then is retried */
   unsigned retry_base_ms;        /* backoff for rows that failed ... */
@@ -59,12 +60,27 @@ typedef struct wr_relay_stats {
   bool connected;       /* broker connection currently open (for readiness) */
 } wr_relay_stats;
 
-/* Copies opts; connects nothing yet. */
+/* Copies opts (strings and the AMQP options; the topology and metrics registry are
+ * borrowed) and validates the AMQP URLs; connects nothing yet. Returns 0, WR_EINVAL
+ * (missing database_url/amqp, a zero batch_size, poll_interval_ms, confirm_timeout_ms
+ * or retry_base_ms, retry_max_ms < retry_base_ms), WR_EURL, WR_ENOMEM, WR_EIO. *out is
+ * owned by the caller: wr_relay_free().
+ *
+ * Thread-safety: wr_relay_wake() and wr_relay_stats_get() may be called from any
+ * thread; the other functions from one controlling thread.
+ *
+ * Rows whose exchange does not exist are not published (a publish to a missing
+ * exchange would close the channel under the rest of the batch): exchanges are
+ * checked with a passive declare once per connection, and such rows are pushed back
+ * like returned ones with last_error "exchange ... does not exist". */
 WR_EXPORT int wr_relay_new(const wr_relay_opts *opts, wr_relay **out, wr_err *err);
 
-/* Runs one cycle on the calling thread (connecting if needed): claims one batch,
- * publishes it, settles it. *published (may be NULL) = rows removed. Returns 0 (also
- * when nothing was pending), or the failure (the batch is left for a later cycle). */
+/* Runs one cycle on the calling thread (connecting if needed, one attempt per side):
+ * claims one batch, publishes it, settles it. *published (may be NULL) = rows removed.
+ * Returns 0 (also when nothing was pending, and when rows were pushed back after a
+ * nack/return/missing exchange: see the stats and last_error), WR_ESTATE while the
+ * relay thread runs, or the failure (WR_EDB, WR_ECLOSED, WR_EBLOCKED...; rows not
+ * acked are left for a later cycle). */
 WR_EXPORT int wr_relay_run_once(wr_relay *r, size_t *published, wr_err *err);
 
 /* Starts the relay thread: cycles until stopped, reconnecting to PostgreSQL and
@@ -73,7 +89,10 @@ WR_EXPORT int wr_relay_start(wr_relay *r);
 
 /* Asks the thread to stop. It finishes the batch in flight, then keeps publishing
  * until the outbox is empty or drain_timeout_ms passes (flush on shutdown), and
- * joins. Returns 0 or WR_ETIMEDOUT (rows left, they stay in the outbox). */
+ * joins. "Empty" counts every row, including rows other relays are publishing and
+ * rows waiting for their retry time (retried when due before the deadline). Returns 0
+ * (also when the thread was not running) or WR_ETIMEDOUT (rows left, they stay in the
+ * outbox). Connections stay open for a later start() or run_once(). */
 WR_EXPORT int wr_relay_stop(wr_relay *r, unsigned drain_timeout_ms);
 
 /* Wakes a sleeping relay now (e.g. right after a commit in the same process). */
