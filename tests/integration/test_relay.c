@@ -7,13 +7,14 @@
  * exchange stay with attempts and last_error, and go out later); the relay thread
  * survives such rows; two relays on one outbox publish every row once; NOTIFY and
  * wr_relay_wake wake a relay whose polling interval is 10 s; stop() drains; metrics;
- * bad options and states. Broker and database restarts are in test_relay_chaos.c. */
+ * the topology is declared on connect; bad options and states. Broker and database restarts are in test_relay_chaos.c. */
 #include "test_relay_fixture.h"
 
 #include <pthread.h>
 #include <unistd.h>
 
 #include <warren/metrics.h>
+#include <warren/topology.h>
 
 #define UPDATED "testev.v1.WidgetUpdated"
 
@@ -499,6 +500,35 @@ static void metrics_are_updated(void **state) {
   rfx_fini(&f);
 }
 
+/* ---- topology ----------------------------------------------------------------------- */
+
+static void topology_declared_on_connect(void **state) {
+  (void)state;
+  rfx f;
+  rfx_init(&f, "rly_topo", false);
+  char own_x[80];
+  wt_unique(own_x, sizeof own_x, "rly-topo-own");
+  wr_topology *t = NULL;
+  assert_int_equal(wr_topology_new(&t), 0);
+  assert_int_equal(wr_topology_exchange(t, own_x, "topic"), 0);
+  f.ro.topology = t;
+  wr_relay *r = NULL;
+  assert_int_equal(wr_relay_new(&f.ro, &r, NULL), 0);
+  size_t n = 1;
+  wr_err err = {0};
+  /* Nothing pending, but the cycle connects, and connecting declares the exchange. */
+  assert_int_equal(wr_relay_run_once(r, &n, &err), 0);
+  assert_int_equal(n, 0);
+  rfx_bind_queue(f.amqp, f.queue, own_x, amqp_empty_table); /* 404 if it did not exist */
+  rfx_append(f.pg, own_x, "topo", 1, 3, 1, NULL);
+  assert_int_equal(run_until(r, 3, 20), 3);
+  assert_int_equal(wt_amqp_queue_depth(f.amqp, f.queue), 3);
+  wr_relay_free(r);
+  wr_topology_free(t);
+  wt_amqp_delete_exchange(f.amqp, own_x);
+  rfx_fini(&f);
+}
+
 /* ---- options, states, missing table -------------------------------------------------- */
 
 static void bad_options_and_states(void **state) {
@@ -585,6 +615,7 @@ int main(void) {
       cmocka_unit_test(wake_wakes_relay_without_notify),
       cmocka_unit_test(stop_drains_outbox),
       cmocka_unit_test(metrics_are_updated),
+      cmocka_unit_test(topology_declared_on_connect),
       cmocka_unit_test(bad_options_and_states),
       cmocka_unit_test(outbox_table_missing_then_migrated),
   };
