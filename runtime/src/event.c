@@ -123,6 +123,9 @@ int wr_event_validate(const wr_event_type *t, const ProtobufCMessage *ev, wr_err
                       idlen, WR_EVENT_AGGREGATE_ID_MAX);
   if (m->version < 1)
     return wr_err_set(err, WR_EMETA, "%s: meta.version must be >= 1", t->type);
+  if (m->version > (uint64_t)INT64_MAX) /* versions are stored as PostgreSQL bigint */
+    return wr_err_set(err, WR_EMETA, "%s: meta.version %llu is above 2^63-1", t->type,
+                      (unsigned long long)m->version);
   if (!m->occurred_at)
     return wr_err_set(err, WR_EMETA, "%s: meta.occurred_at is not set", t->type);
   char ts[WR_RFC3339_STRLEN];

@@ -194,7 +194,7 @@ static void decode_bad_meta(void **state) {
   char long_id[WR_EVENT_AGGREGATE_ID_MAX + 2];
   memset(long_id, 'a', sizeof long_id - 1);
   long_id[sizeof long_id - 1] = '\0';
-  for (int i = 0; i < 13; i++) {
+  for (int i = 0; i < 14; i++) {
     fixture f;
     fixture_init(&f, CREATED->type, CREATED->aggregate_type);
     const char *want = NULL;
@@ -247,9 +247,13 @@ static void decode_bad_meta(void **state) {
       f.ts.seconds = 253402300800LL;
       want = "meta.occurred_at is not a valid timestamp";
       break;
-    default:
+    case 12:
       f.ts.nanos = -1;
       want = "meta.occurred_at is not a valid timestamp";
+      break;
+    default:
+      f.meta.version = (uint64_t)INT64_MAX + 1;
+      want = "meta.version 9223372036854775808 is above 2^63-1";
       break;
     }
     size_t len;
