@@ -26,10 +26,11 @@ WR_EXPORT wr_meta *wr_event_meta(const ProtobufCMessage *ev);
 /* Validates an incoming event's meta against the type it was decoded as: meta present,
  * event_id a UUID, event_type equal to t->type, aggregate_type equal to
  * t->aggregate_type, aggregate_id non-empty (<= WR_EVENT_AGGREGATE_ID_MAX bytes),
- * version in 1..2^63-1 (a PostgreSQL bigint), occurred_at set and a valid Timestamp (years 1-9999,
- * nanos 0..999999999), and every meta string valid UTF-8. Returns 0, WR_EMETA with the reason in
- * err (untrusted values are quoted printable and cut short), or WR_EINVAL if t or ev is NULL or ev
- * is not a t->descriptor message (a caller bug). Reads only. */
+ * version in 1..2^63-1 (stored as a PostgreSQL bigint), occurred_at set and a valid
+ * Timestamp (years 1-9999, nanos 0..999999999), and every meta string valid UTF-8.
+ * Returns 0, WR_EMETA with the reason in err (untrusted values are quoted printable
+ * and cut short), or WR_EINVAL if t or ev is NULL or ev is not a t->descriptor message
+ * (a caller bug). Reads only. */
 WR_EXPORT int wr_event_validate(const wr_event_type *t, const ProtobufCMessage *ev, wr_err *err);
 
 /* Decodes `len` bytes as an event of type t (protobuf-c unpack + wr_event_validate).
