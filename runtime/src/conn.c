@@ -299,8 +299,9 @@ struct wr_conn {
   unsigned stops;
   char stop_msg[400];
 
-  /* side channel confirm state (one synchronous publish at a time) */
+  /* side channel state (one synchronous publish at a time) */
   uint64_t side_seq;
+  bool side_open[8]; /* channels 2..7 */
 
   watchdog wd;
 };
@@ -474,6 +475,7 @@ static void conn_drop(wr_conn *c) {
   c->open = false;
   c->blocked = false;
   c->confirm_active = false;
+  memset(c->side_open, 0, sizeof c->side_open);
   pend_settle_all(c, WR_ECLOSED);
   dq_clear(c);
   c->tag_base = c->tag_last;
@@ -558,6 +560,8 @@ static int channel_closed(wr_conn *c, amqp_channel_t ch, const amqp_channel_clos
   int st = send_channel_close_ok(c, ch);
   if (st != AMQP_STATUS_OK)
     return lib_fail(c, st, "channel.close-ok", err);
+  if (ch < sizeof c->side_open)
+    c->side_open[ch] = false;
   if (ch == MAIN) {
     c->confirm_active = false;
     pend_settle_all(c, WR_ECLOSED);
@@ -869,6 +873,8 @@ static int handle_frame(wr_conn *c, const amqp_frame_t *f, wr_err *err) {
       int st = send_channel_close_ok(c, f->channel);
       if (st != AMQP_STATUS_OK)
         return lib_fail(c, st, "channel.close-ok", err);
+      if (f->channel < sizeof c->side_open)
+        c->side_open[f->channel] = false;
     } else if (id == AMQP_BASIC_RETURN_METHOD) {
       return on_return(c, f->channel, d, err);
     } else if (id == AMQP_BASIC_DELIVER_METHOD) {
@@ -1367,9 +1373,7 @@ static int passive_declare(wr_conn *c, const wr_queue_decl *d, uint32_t *message
   if (rc != 0)
     return rc;
   rc = queue_declare_on(c, WR__CONN_PROBE_CHANNEL, d, true, message_count, consumer_count, err);
-  if (rc == 0)
-    wr__conn_side_close(c, WR__CONN_PROBE_CHANNEL);
-  /* on a broker error the channel is already closed (close-ok sent) */
+  wr__conn_side_close(c, WR__CONN_PROBE_CHANNEL); /* no-op if the broker closed it */
   return rc;
 }
 
@@ -1795,15 +1799,27 @@ int wr_conn_get(wr_conn *c, const char *queue, amqp_envelope_t *env, wr_err *err
 
 int wr__conn_side_open(wr_conn *c, amqp_channel_t ch, wr_err *err) {
   NEED_OPEN(c, err);
+  if (ch <= MAIN || ch >= sizeof c->side_open)
+    return wr_err_set(err, WR_EINVAL, "side channel %u out of range", (unsigned)ch);
+  if (c->side_open[ch]) /* a second channel.open would make the broker drop the connection */
+    return wr_err_set(err, WR_ESTATE, "side channel %u is already in use", (unsigned)ch);
   amqp_channel_open_t o;
   memset(&o, 0, sizeof o);
   o.out_of_band = amqp_empty_bytes;
-  return check(c, ch, rpc(c, ch, AMQP_CHANNEL_OPEN_METHOD, AMQP_CHANNEL_OPEN_OK_METHOD, &o),
-               "channel.open (side channel)", false, err);
+  int rc = check(c, ch, rpc(c, ch, AMQP_CHANNEL_OPEN_METHOD, AMQP_CHANNEL_OPEN_OK_METHOD, &o),
+                 "channel.open (side channel)", false, err);
+  if (rc == 0)
+    c->side_open[ch] = true;
+  return rc;
+}
+
+bool wr__conn_side_is_open(const wr_conn *c, amqp_channel_t ch) {
+  return c->open && ch < sizeof c->side_open && c->side_open[ch];
 }
 
 void wr__conn_side_close(wr_conn *c, amqp_channel_t ch) {
-  if (!c->open)
+  /* closing a channel the broker already closed would be a connection error (504) */
+  if (!wr__conn_side_is_open(c, ch))
     return;
   amqp_channel_close_t m;
   memset(&m, 0, sizeof m);
@@ -1812,6 +1828,8 @@ void wr__conn_side_close(wr_conn *c, amqp_channel_t ch) {
   wr_err e2;
   check(c, ch, rpc(c, ch, AMQP_CHANNEL_CLOSE_METHOD, AMQP_CHANNEL_CLOSE_OK_METHOD, &m),
         "channel.close (side channel)", false, &e2);
+  if (ch < sizeof c->side_open)
+    c->side_open[ch] = false;
 }
 
 int wr__conn_side_confirm(wr_conn *c, amqp_channel_t ch, wr_err *err) {

@@ -19,12 +19,17 @@
 #define WR__CONN_TOOL_CHANNEL ((amqp_channel_t)2)  /* dlq.c */
 #define WR__CONN_PROBE_CHANNEL ((amqp_channel_t)3) /* conn.c: queue existence checks */
 
-/* Opens side channel ch (2..). Returns 0 or a WR_E* code (err filled). */
+/* Opens side channel ch (2..7). Returns 0, WR_ESTATE (already open), or a WR_E* code
+ * (err filled). */
 int wr__conn_side_open(wr_conn *c, amqp_channel_t ch, wr_err *err);
 
-/* Closes side channel ch politely; every unacked basic.get on it goes back to its
- * queue. Errors are ignored (a broken connection is marked closed). Cannot fail. */
+/* Closes side channel ch politely if it is open (a no-op after the broker closed it
+ * or the connection dropped); every unacked basic.get on it goes back to its queue.
+ * Errors are ignored (a broken connection is marked closed). Cannot fail. */
 void wr__conn_side_close(wr_conn *c, amqp_channel_t ch);
+
+/* True while side channel ch is open (opened and not closed by either side). */
+bool wr__conn_side_is_open(const wr_conn *c, amqp_channel_t ch);
 
 /* Puts side channel ch in confirm mode. 0 or WR_E*. */
 int wr__conn_side_confirm(wr_conn *c, amqp_channel_t ch, wr_err *err);
