@@ -46,6 +46,8 @@
  *   without a declared default that is missing fails.
  * - Other well-known types (Duration, Struct, wrappers, Any...) have no special
  *   mapping: they are written and read as ordinary messages.
+ * - Unknown fields that protobuf-c kept from the wire are not written (JSON has no
+ *   representation for them).
  * Thread-safe: no shared state besides the schema registry (read-only lookups). */
 #ifndef WARREN_JSON_H
 #define WARREN_JSON_H
