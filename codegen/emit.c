@@ -81,14 +81,32 @@ void cg_emit_comment(cg_emitter *e, const char *text) {
     } else {
       for (; pending_blank > 0; pending_blank--)
         cg_buf_puts(&body, "\n *");
-      cg_buf_puts(&body, lines > 0 ? "\n * " : "/* ");
-      for (size_t i = 0; i < n; i++) {
-        cg_buf_putc(&body, s[i]);
-        /* "*" "/" would end the comment, "/" "*" nests: split both with a space. */
-        if (i + 1 < n && ((s[i] == '*' && s[i + 1] == '/') || (s[i] == '/' && s[i + 1] == '*')))
-          cg_buf_putc(&body, ' ');
+      /* Long lines wrap at the last space that keeps them within the width. */
+      size_t width = CG_EMIT_WIDTH - 3 - (size_t)e->indent * 2;
+      while (n > 0) {
+        size_t take = n;
+        if (n > width) {
+          size_t sp = width;
+          while (sp > 0 && s[sp] != ' ')
+            sp--;
+          take = sp > 0 ? sp : n;
+        }
+        cg_buf_puts(&body, lines > 0 ? "\n * " : "/* ");
+        for (size_t i = 0; i < take; i++) {
+          cg_buf_putc(&body, s[i]);
+          /* "*" "/" would end the comment, "/" "*" nests: split both with a space. */
+          if (i + 1 < take &&
+              ((s[i] == '*' && s[i + 1] == '/') || (s[i] == '/' && s[i + 1] == '*')))
+            cg_buf_putc(&body, ' ');
+        }
+        lines++;
+        s += take;
+        n -= take;
+        while (n > 0 && *s == ' ') {
+          s++;
+          n--;
+        }
       }
-      lines++;
     }
     p = nl ? nl + 1 : p + strlen(p);
   }

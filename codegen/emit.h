@@ -6,6 +6,9 @@
 
 #include "support.h"
 
+/* The width generated lines are kept within (where the content allows). */
+#define CG_EMIT_WIDTH 100
+
 typedef struct cg_emitter {
   cg_buf *out; /* borrowed */
   int indent;
@@ -20,9 +23,9 @@ void cg_emit_blank(cg_emitter *e);
 void cg_emit_open(cg_emitter *e, const char *fmt, ...) CG_PRINTF(2, 3);
 /* One level shallower, then cg_emit ("}"). */
 void cg_emit_close(cg_emitter *e, const char *fmt, ...) CG_PRINTF(2, 3);
-/* A C block comment of free text (e.g. a .proto comment): lines are kept, trailing
- * blanks trimmed, and comment delimiters inside the text defused. Nothing for NULL or
- * blank text. */
+/* A C block comment of free text (e.g. a .proto comment): lines are kept (longer ones
+ * wrapped at spaces to CG_EMIT_WIDTH), trailing blanks trimmed, and comment delimiters
+ * inside the text defused. Nothing for NULL or blank text. */
 void cg_emit_comment(cg_emitter *e, const char *text);
 
 #endif

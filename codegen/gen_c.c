@@ -12,7 +12,7 @@
 #include "emit.h"
 #include "gen_c.h"
 
-#define LINE_WIDTH 100
+#define LINE_WIDTH CG_EMIT_WIDTH
 
 static const char *const kind_macro[] = {"WR_KIND_UNSPECIFIED", "WR_KIND_CREATED",
                                          "WR_KIND_UPDATED",     "WR_KIND_DELETED",
@@ -135,8 +135,8 @@ static void header_without_events(cg_emitter *e, cg_arena *a, const cg_file *f) 
   cg_emit_blank(e);
   cg_emit_comment(e, cg_sprintf(a,
                                 "%s defines no events: nothing to publish or consume here. "
-                                "Its messages are\nencoded to JSON with protoc's default "
-                                "field names.",
+                                "Its messages are encoded to JSON with protoc's default field "
+                                "names.",
                                 f->name));
 }
 

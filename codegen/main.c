@@ -73,7 +73,7 @@ static void run(cg_arena *a, const Google__Protobuf__Compiler__CodeGeneratorRequ
                 Google__Protobuf__Compiler__CodeGeneratorResponse *resp) {
   cg_diag d = {0};
   if (req->parameter != NULL && req->parameter[0] != '\0') {
-    cg_loc loc = {"--warren_out", 0, 0};
+    cg_loc loc = {"protoc-gen-warren", 0, 0};
     cg_error(&d, loc, "unknown parameter \"%s\" (protoc-gen-warren takes none)", req->parameter);
   }
   cg_model model;
@@ -83,7 +83,7 @@ static void run(cg_arena *a, const Google__Protobuf__Compiler__CodeGeneratorRequ
      * diagnostic at the start of a line, where editors and CI annotators find them. */
     cg_buf text = {0};
     cg_diag_render(&d, &text);
-    resp->error = cg_sprintf(a, "protoc-gen-warren found %u schema error%s:\n%s", d.count,
+    resp->error = cg_sprintf(a, "protoc-gen-warren found %u error%s:\n%s", d.count,
                              d.count == 1 ? "" : "s", text.data);
     cg_buf_free(&text);
     cg_diag_free(&d);

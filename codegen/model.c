@@ -496,12 +496,14 @@ static void build_file(cg_arena *a, cg_diag *d, const Google__Protobuf__FileDesc
 typedef struct ident {
   const char *name;
   const char *owner; /* "file x.proto" or "event a.B" */
+  const char *stem;  /* what all the owner's names start with: prefix or event ident */
   cg_loc loc;
   size_t order;
 } ident;
 
-static void push_ident(ident *v, size_t *n, const char *name, const char *owner, cg_loc loc) {
-  v[*n] = (ident){name, owner, loc, *n};
+static void push_ident(ident *v, size_t *n, const char *name, const char *owner, const char *stem,
+                       cg_loc loc) {
+  v[*n] = (ident){name, owner, stem, loc, *n};
   (*n)++;
 }
 
@@ -529,21 +531,24 @@ static void check_identifiers(cg_arena *a, const cg_model *m, cg_diag *d) {
     if (f->n_events == 0 || f->prefix == NULL)
       continue;
     const char *fowner = cg_sprintf(a, "file %s", f->name);
-    push_ident(v, &n, cg_sprintf(a, "%s_schema", f->prefix), fowner, f->loc);
-    push_ident(v, &n, cg_sprintf(a, "%s_events", f->prefix), fowner, f->loc);
-    push_ident(v, &n, cg_sprintf(a, "%s_handlers", f->prefix), fowner, f->loc);
-    push_ident(v, &n, cg_sprintf(a, "%s_subscribe", f->prefix), fowner, f->loc);
-    push_ident(v, &n, cg_sprintf(a, "%s_EXCHANGE", f->macro), fowner, f->loc);
+    push_ident(v, &n, cg_sprintf(a, "%s_schema", f->prefix), fowner, f->prefix, f->loc);
+    push_ident(v, &n, cg_sprintf(a, "%s_events", f->prefix), fowner, f->prefix, f->loc);
+    push_ident(v, &n, cg_sprintf(a, "%s_handlers", f->prefix), fowner, f->prefix, f->loc);
+    push_ident(v, &n, cg_sprintf(a, "%s_subscribe", f->prefix), fowner, f->prefix, f->loc);
+    push_ident(v, &n, cg_sprintf(a, "%s_EXCHANGE", f->macro), fowner, f->prefix, f->loc);
     for (size_t e = 0; e < f->n_events; e++) {
       const cg_message *ev = f->events[e];
       const char *owner = cg_sprintf(a, "event %s", ev->full_name);
-      push_ident(v, &n, cg_sprintf(a, "%s_publish", ev->ident), owner, ev->loc);
-      push_ident(v, &n, cg_sprintf(a, "%s_fn", ev->ident), owner, ev->loc);
-      push_ident(v, &n, cg_sprintf(a, "%s_TYPE", ev->macro), owner, ev->loc);
-      push_ident(v, &n, cg_sprintf(a, "%s_EVENT", ev->macro), owner, ev->loc);
+      push_ident(v, &n, cg_sprintf(a, "%s_publish", ev->ident), owner, ev->ident, ev->loc);
+      push_ident(v, &n, cg_sprintf(a, "%s_fn", ev->ident), owner, ev->ident, ev->loc);
+      push_ident(v, &n, cg_sprintf(a, "%s_TYPE", ev->macro), owner, ev->ident, ev->loc);
+      push_ident(v, &n, cg_sprintf(a, "%s_EVENT", ev->macro), owner, ev->ident, ev->loc);
     }
   }
   qsort(v, n, sizeof *v, cmp_ident);
+  /* One report per pair of owners: two events that collide do so on all their names. */
+  const char **reported = cg_alloc(a, sizeof(char *) * 2 * n);
+  size_t n_reported = 0;
   for (size_t i = 1; i < n; i++) {
     if (strcmp(v[i].name, v[i - 1].name) != 0)
       continue;
@@ -552,10 +557,23 @@ static void check_identifiers(cg_arena *a, const cg_model *m, cg_diag *d) {
       first--;
     if (strcmp(first->owner, v[i].owner) == 0)
       continue;
-    cg_error(d, v[i].loc,
-             "the generated C name %s of %s collides with the one of %s (%s:%d:%d); rename a "
-             "package or message (one events file per package)",
-             v[i].name, v[i].owner, first->owner, first->loc.file, first->loc.line, first->loc.col);
+    bool seen = false;
+    for (size_t k = 0; k < n_reported && !seen; k++)
+      seen = strcmp(reported[2 * k], first->owner) == 0 &&
+             strcmp(reported[2 * k + 1], v[i].owner) == 0;
+    if (seen)
+      continue;
+    reported[2 * n_reported] = first->owner;
+    reported[2 * n_reported + 1] = v[i].owner;
+    n_reported++;
+    bool same_file = strcmp(first->loc.file, v[i].loc.file) == 0;
+    const char *what = strcmp(first->stem, v[i].stem) == 0
+                           ? cg_sprintf(a, "both map to the C names %s_*", v[i].stem)
+                           : cg_sprintf(a, "both define the C name %s", v[i].name);
+    cg_error(d, v[i].loc, "%s and %s (%s:%d:%d) %s; %s", v[i].owner, first->owner, first->loc.file,
+             first->loc.line, first->loc.col, what,
+             same_file ? "rename one of the messages"
+                       : "rename a package or message (a package's events belong in one file)");
   }
 }
 
