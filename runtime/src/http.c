@@ -93,6 +93,8 @@ struct wr_http_req {
   wr_http_server *srv;
   struct MHD_Connection *conn;
   char *target; /* the raw request target as received */
+  uintptr_t target_at; /* where MHD had it (see nul_in_target) */
+  size_t target_len;
   const char *method;
   char *path;   /* raw path (target without the query) */
   const croute *route;
@@ -574,6 +576,8 @@ static wr_http_req *req_new(wr_http_server *s, const char *target) {
     free(r);
     return NULL;
   }
+  r->target_at = (uintptr_t)target;
+  r->target_len = strlen(r->target);
   r->headers_tail = &r->headers;
   r->start_ns = wr_mono_ns();
   return r;
@@ -774,8 +778,28 @@ static void check_admin(wr_http_req *r) {
                 tok ? "invalid admin token" : "this route requires Authorization: Bearer <token>");
 }
 
+/* MHD hands us the request target as a C string, so a NUL byte inside it ("GET
+ * /customers/a\0b HTTP/1.1") silently shortens it to "/customers/a". MHD 0.9.75 keeps the
+ * request line in one buffer and points `version` just past the target (target, one
+ * separator, version): when `version` lies further than that, bytes were hidden behind
+ * a NUL. Should a future MHD lay the line out differently, the test is false and the
+ * request proceeds as MHD parsed it. */
+static bool nul_in_target(const wr_http_req *r, const char *version) {
+  uintptr_t v = (uintptr_t)version;
+  return r->target_at && version && v > r->target_at + r->target_len + 1 &&
+         v - r->target_at <= MHD_MEMORY_LIMIT;
+}
+
+/* Raw spaces and control characters never belong in a request target (RFC 9112 3.2). */
+static bool target_chars_valid(const char *t) {
+  for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+    if (*p <= 0x20 || *p == 0x7f)
+      return false;
+  return true;
+}
+
 /* Everything decided from the request line and headers (first access-handler call). */
-static void begin(wr_http_req *r) {
+static void begin(wr_http_req *r, const char *version) {
   const wr_http_server *s = r->srv;
   const char *cid = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Correlation-Id");
   if (wr__http_corr_valid(cid)) {
@@ -791,6 +815,11 @@ static void begin(wr_http_req *r) {
   r->path = strndup(r->target, plen);
   if (!r->path) {
     reply_error(r, 500, "internal", "out of memory");
+    return;
+  }
+  if (nul_in_target(r, version) || !target_chars_valid(r->target)) {
+    reply_error(r, 400, "bad_request",
+                "the request target holds a NUL byte, a space or a control character");
     return;
   }
   if (r->path[0] != '/') {
@@ -965,7 +994,6 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s) {
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **cc) {
-  (void)version;
   wr_http_server *s = cls;
   wr_http_req *r = *cc;
   if (!r) { /* the URI callback could not allocate */
@@ -982,7 +1010,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     r->started = true;
     r->conn = c;
     r->method = method;
-    begin(r);
+    begin(r, version);
     return r->resp ? queue(r) : MHD_YES;
   }
   if (*upload_size > 0) {

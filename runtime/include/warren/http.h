@@ -26,8 +26,12 @@
  *                          duplicate keys, \u0000, numbers out of range), or not an object
  *   500 internal           the handler returned without replying (logged as an error)
  * Every one of them has a JSON error body and the X-Correlation-Id header. Protocol-
- * level errors are answered by libmicrohttpd itself, with its own short HTML body:
- * request line or headers over 32 KiB (414/431), malformed requests (400).
+ * level errors are answered by libmicrohttpd 0.9.75 itself, with its own short HTML
+ * body (it has no hook to replace them): request line or headers over 32 KiB (414/431),
+ * malformed requests and NUL bytes in header names (400), and HTTP versions other than
+ * 1.0/1.1 (505, the one 5xx a client can provoke). A NUL byte inside a header VALUE
+ * ends the value (libmicrohttpd parses headers as C strings); a NUL byte in the request
+ * target is detected and answered 400.
  *
  * Routing details: a pattern is '/' followed by '/'-separated segments, each a literal
  * or "{name}" ([A-Za-z0-9_]+, matching one non-empty segment, percent-decoded). Paths
@@ -40,7 +44,15 @@
  * Slow clients: connection_timeout_s closes connections idle that long (also between
  * keep-alive requests); request_timeout_s closes a connection whose request body is
  * still arriving that long after its headers. A client trickling its header block one
- * byte per interval is bounded only by max_connections / per_ip_connections.
+ * byte per interval is bounded only by the 32 KiB header limit, max_connections and
+ * per_ip_connections.
+ *
+ * Connection limits: at max_connections the server stops accepting (libmicrohttpd
+ * takes the listen socket out of its poll set): further clients wait in the kernel's
+ * listen backlog (511) and are served as slots free up, or give up by their own
+ * timeout; the server's memory stays bounded (32 KiB per connection plus max_body).
+ * Connections beyond per_ip_connections from one address are accepted and closed at
+ * once.
  *
  * Metrics (when opts.metrics is set), recorded once the response has been sent:
  *   warren_http_requests_total{route,method,status}   counter
@@ -86,7 +98,7 @@ typedef struct wr_http_opts {
   size_t max_body;               /* bytes; larger bodies get 413 */
   unsigned connection_timeout_s; /* idle connections are closed (slow clients) */
   unsigned request_timeout_s;    /* a body still arriving after this is cut off */
-  unsigned max_connections;      /* further connections are accepted and closed at once */
+  unsigned max_connections;      /* further connections wait in the listen backlog */
   unsigned per_ip_connections;   /* 0 = unlimited */
   const char *admin_token;       /* copied; NULL/"" => admin routes answer 403 */
   wr_metrics *metrics;           /* optional, borrowed: must outlive the server */
