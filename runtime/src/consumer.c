@@ -294,6 +294,27 @@ static void sb_free(sbuf *b) {
   b->len = b->cap = 0;
 }
 
+/* Makes a failure text one line: control characters (a PostgreSQL message has
+ * newlines) become spaces, runs of spaces one, no trailing space. In place. */
+static void one_line(char *s) {
+  char *w = s;
+  bool space = false;
+  for (const char *r = s; *r; r++) {
+    unsigned char ch = (unsigned char)*r;
+    if (ch < 0x20 || ch == 0x7f || ch == ' ') {
+      if (!space && w != s)
+        *w++ = ' ';
+      space = true;
+      continue;
+    }
+    *w++ = (char)ch;
+    space = false;
+  }
+  while (w > s && w[-1] == ' ')
+    w--;
+  *w = '\0';
+}
+
 /* ---- construction ------------------------------------------------------------------- */
 
 static void free_fields(wr_consumer *c) {
@@ -478,6 +499,22 @@ static int build_topology(wr_consumer *c, wr_err *err) {
   return 0;
 }
 
+/* Sleeps ms (returning early on stop) while keeping the broker link serviced:
+ * heartbeats are only sent from inside rabbitmq-c calls, and the unacked deliveries
+ * of the batch stay valid only as long as the connection lives. */
+static void pause_ms(wr_consumer *c, unsigned ms) {
+  int64_t end = wr_mono_ns() + (int64_t)ms * 1000000;
+  for (;;) {
+    if (wr_conn_is_open(c->conn))
+      wr_conn_service(c->conn, NULL);
+    int64_t left = (end - wr_mono_ns()) / 1000000;
+    if (left <= 0 || c->stop)
+      return;
+    if (wr_sleep_ms(left > 1000 ? 1000 : (unsigned)left, &c->stop) < 0)
+      return;
+  }
+}
+
 /* ---- database ------------------------------------------------------------------------- */
 
 static void db_close(wr_consumer *c) {
@@ -532,9 +569,8 @@ static int db_recover(wr_consumer *c, const wr_err *why, bool broken) {
     if (c->stop)
       return WR_ESTOPPED;
     if (!broken && c->db && !wr_db_broken(c->db)) {
-      if (wr_sleep_ms(wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS), &c->stop) < 0)
-        return WR_ESTOPPED;
-      return 0;
+      pause_ms(c, wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS));
+      return c->stop ? WR_ESTOPPED : 0;
     }
     wr_err e;
     wr_err_clear(&e);
@@ -542,8 +578,7 @@ static int db_recover(wr_consumer *c, const wr_err *why, bool broken) {
       count(c, &c->st.reconnects, -1, 1);
       return 0;
     }
-    if (wr_sleep_ms(wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS), &c->stop) < 0)
-      return WR_ESTOPPED;
+    pause_ms(c, wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS));
   }
 }
 
@@ -611,6 +646,7 @@ static void set_fail(item *it, disp d, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(it->err, sizeof it->err, fmt, ap);
   va_end(ap);
+  one_line(it->err);
 }
 
 /* Copies at most outsz-1 bytes of b, reporting whether it fit and held no NUL. */
@@ -1102,6 +1138,7 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
 /* A handler failure: the next retry tier, or the DLQ after the last one (or at once
  * for WR_EREJECT). */
 static void decide_failure(wr_consumer *c, item *it) {
+  one_line(it->err);
   if (it->code == WR_EREJECT || it->attempt >= c->n_delays)
     it->d = D_DLQ;
   else
@@ -1273,9 +1310,21 @@ static void log_copy(const wr_consumer *c, const item *it, const char *what, con
   else if (!((p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
              bytes_to_str(p->message_id, mid, sizeof mid)))
     snprintf(mid, sizeof mid, "-");
-  wr_log_warn(corr, "event %s queue=%s to=%s event_id=%s type=\"%.200s\" attempt=%u error=\"%.300s\"",
-              what, c->queue, where, mid, it->type_name[0] ? it->type_name : "-", it->attempt,
-              it->err);
+  /* Values from outside go in quotes: keep their own quotes from ending them. */
+  char type[200], err[300];
+  snprintf(type, sizeof type, "%s", it->type_name[0] ? it->type_name : "-");
+  snprintf(err, sizeof err, "%s", it->err);
+  for (char *q = type; *q; q++)
+    if (*q == '"' || (unsigned char)*q < 0x20)
+      *q = '\'';
+  for (char *q = err; *q; q++)
+    if (*q == '"')
+      *q = '\'';
+  for (char *q = mid; *q; q++)
+    if (*q == '"' || *q == ' ' || (unsigned char)*q < 0x20)
+      *q = '_';
+  wr_log_warn(corr, "event %s queue=%s to=%s event_id=%s type=\"%s\" attempt=%u error=\"%s\"", what,
+              c->queue, where, mid, type, it->attempt, err);
 }
 
 /* Publishes the copies of the batch and waits for their confirms. */
@@ -1369,8 +1418,8 @@ static bool item_done(const item *it) {
 }
 
 static void ack_batch(wr_consumer *c, uint64_t gen) {
-  if (c->n_items == 0 || !wr_conn_is_open(c->conn) || wr_conn_generation(c->conn) != gen)
-    return; /* the broker redelivers everything of the old connection */
+  if (c->n_items == 0)
+    return;
   wr_err e;
   bool requeue = false, pending = false;
   for (size_t i = 0; i < c->n_items; i++) {
@@ -1380,26 +1429,30 @@ static void ack_batch(wr_consumer *c, uint64_t gen) {
     else if (!item_done(it))
       requeue = true;
   }
+  if (requeue) {
+    /* Not a hot loop: the messages whose copies failed come back only after a pause,
+     * also when the failure closed the channel and the broker requeued them itself
+     * (a missing DLX exchange: 404). */
+    unsigned ms = wr_backoff_ms(c->copy_fail_streak++, BACKOFF_BASE_MS, BACKOFF_MAX_MS);
+    wr_log_warn(NULL, "consumer %s: retry/DLQ copies not confirmed, requeueing originals in %u ms",
+                c->queue, ms);
+    pause_ms(c, ms);
+  } else {
+    c->copy_fail_streak = 0;
+  }
+  if (!wr_conn_is_open(c->conn) || wr_conn_generation(c->conn) != gen)
+    return; /* the broker redelivers everything of the old connection or channel */
   uint64_t n_skipped = 0;
   for (size_t i = 0; i < c->n_items; i++)
     if (c->items[i].d == D_SKIPPED)
       n_skipped++;
   count(c, &c->st.skipped, R_SKIPPED, n_skipped);
-
-  if (requeue) {
-    /* Not a hot loop: the messages whose copies failed come back after a pause. */
-    unsigned ms = wr_backoff_ms(c->copy_fail_streak++, BACKOFF_BASE_MS, BACKOFF_MAX_MS);
-    wr_log_warn(NULL, "consumer %s: retry/DLQ copies not confirmed, requeueing originals in %u ms",
-                c->queue, ms);
-    wr_sleep_ms(ms, &c->stop);
+  if (requeue)
     for (size_t i = 0; i < c->n_items; i++) {
       const item *it = &c->items[i];
       if (it->d != D_PENDING && !item_done(it))
         wr_conn_reject(c->conn, it->env.delivery_tag, true, &e);
     }
-  } else {
-    c->copy_fail_streak = 0;
-  }
   if (!pending) {
     /* Everything else is done: one multiple-ack for the highest done tag covers them
      * (the requeued ones are no longer outstanding). */
