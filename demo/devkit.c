@@ -1,5 +1,4 @@
 /* devkit.c: see devkit.h. */
-#define _GNU_SOURCE
 #include "devkit.h"
 
 #include <arpa/inet.h>
