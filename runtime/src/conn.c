@@ -987,6 +987,11 @@ static int parse_urls(wr_conn *c, const char *list, wr_err *err) {
         !*u->info.host)
       return wr_err_set(err, WR_EURL, "invalid AMQP URL '%s' (expected amqp[s]://user:pass@host:port/vhost)",
                         u->shown);
+    /* By the AMQP URI spec "amqp://h:5672/" names the vhost "", which RabbitMQ
+     * cannot have: everybody who writes it means the default vhost. */
+    static char default_vhost[] = "/";
+    if (!u->info.vhost || !*u->info.vhost)
+      u->info.vhost = default_vhost;
     if (u->info.ssl && !c->cacert)
       return wr_err_set(err, WR_EINVAL, "'%s' is amqps:// but no CA file is configured (cacert)",
                         u->shown);
@@ -1177,10 +1182,15 @@ static int open_url(wr_conn *c, const url_ent *u, wr_err *err) {
     }
   }
   struct timeval ctv = ms_tv(c->connect_timeout_ms);
+  errno = 0;
   int st = amqp_socket_open_noblock(s, u->info.host, u->info.port, &ctv);
   if (st != AMQP_STATUS_OK) {
+    int saved = errno; /* the socket error behind AMQP_STATUS_SOCKET_ERROR */
     amqp_destroy_connection(a);
     int code = st == AMQP_STATUS_TIMEOUT ? WR_ETIMEDOUT : status_is_tls(st) ? WR_ETLS : WR_EIO;
+    if (st == AMQP_STATUS_SOCKET_ERROR && saved != 0)
+      return wr_err_set(err, code, "connect to %s: %s (%s)", u->shown, amqp_error_string2(st),
+                        strerror(saved));
     return wr_err_set(err, code, "connect to %s: %s", u->shown, amqp_error_string2(st));
   }
   amqp_set_handshake_timeout(a, &ctv);

@@ -171,7 +171,7 @@ static void bad_urls(void **state) {
   assert_int_equal(wr_conn_new(&o, &c, &err), WR_EINVAL);
   /* a valid list with spaces is accepted */
   o = (wr_conn_opts)WR_CONN_OPTS_INIT;
-  o.urls = " amqp://a:b@h1:5672/v , amqp://h2 ";
+  o.urls = " amqp://a:b@h1:5672/v , amqp://h2 ,amqp://h3/%2f";
   assert_int_equal(wr_conn_new(&o, &c, &err), 0);
   wr_conn_free(c);
 }
@@ -211,7 +211,7 @@ static void unknown_vhost(void **state) {
 static void closed_port_fails_fast(void **state) {
   (void)state;
   char url[128];
-  snprintf(url, sizeof url, "amqp://guest:guest@127.0.0.1:%d/", closed_port());
+  snprintf(url, sizeof url, "amqp://guest:guest@127.0.0.1:%d", closed_port());
   wr_conn_opts o = WR_CONN_OPTS_INIT;
   o.urls = url;
   o.connect_timeout_ms = 30000;
@@ -231,7 +231,7 @@ static void failover_skips_dead_first_url(void **state) {
   (void)state;
   char url[1024], good[480];
   url_with_creds(good, sizeof good, "guest:guest");
-  snprintf(url, sizeof url, "amqp://guest:guest@127.0.0.1:%d/,%s", closed_port(), good);
+  snprintf(url, sizeof url, "amqp://guest:guest@127.0.0.1:%d,%s", closed_port(), good);
   wr_conn_opts o = WR_CONN_OPTS_INIT;
   o.urls = url;
   wr_conn *c = conn_new_opts(&o);
@@ -249,7 +249,7 @@ static void failover_skips_dead_first_url(void **state) {
   wr_conn_free(c);
 
   /* every URL dead: the last failure is returned */
-  snprintf(url, sizeof url, "amqp://127.0.0.1:%d/,amqp://127.0.0.1:%d/", closed_port(),
+  snprintf(url, sizeof url, "amqp://127.0.0.1:%d,amqp://127.0.0.1:%d", closed_port(),
            closed_port());
   o.urls = url;
   c = conn_new_opts(&o);

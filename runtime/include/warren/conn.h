@@ -38,7 +38,8 @@
 WR_BEGIN_DECLS
 
 typedef struct wr_conn_opts {
-  const char *urls;             /* "amqp://u:p@h:5672/vhost,amqps://..." (required) */
+  const char *urls;             /* "amqp://u:p@h:5672/vhost,amqps://..." (required);
+                                   no path, "/" or "/%2f" = the default vhost "/" */
   const char *cacert;           /* PEM CA file for amqps:// (required for amqps) */
   const char *client_cert;      /* optional client certificate (PEM) */
   const char *client_key;       /* optional client key (PEM) */
