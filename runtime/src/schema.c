@@ -173,7 +173,8 @@ int wr_schema_register(const wr_schema *s) {
    * may be registered again only with the same descriptor (the same generated code
    * reached through two tables); another definition of it is a schema mismatch. */
   size_t nt = n_by_type;
-  memcpy(types, by_type, sizeof *types * n_by_type);
+  if (n_by_type > 0)
+    memcpy(types, by_type, sizeof *types * n_by_type);
   for (size_t i = 0; i < s->n_events; i++) {
     const wr_event_type *t = &s->events[i];
     const wr_event_type *prev = find_locked(t->type);
@@ -191,7 +192,8 @@ int wr_schema_register(const wr_schema *s) {
     types[nt++] = t;
   }
   size_t nj = n_by_desc;
-  memcpy(jsons, by_desc, sizeof *jsons * n_by_desc);
+  if (n_by_desc > 0)
+    memcpy(jsons, by_desc, sizeof *jsons * n_by_desc);
   for (size_t i = 0; i < s->n_json; i++) {
     bool seen = json_locked(s->json[i].descriptor) != NULL;
     for (size_t k = 0; !seen && k < i; k++)

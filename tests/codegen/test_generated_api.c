@@ -19,7 +19,7 @@ static int on_deleted(wr_msg *m, const Customer__V1__CustomerDeleted *ev, void *
 
 static wr_consumer *new_consumer(const char *queue) {
   static wr_conn_opts amqp = WR_CONN_OPTS_INIT; /* never connects in these tests */
-  amqp.urls = "amqp://guest:guest@127.0.0.1:1/";
+  amqp.urls = "amqp://guest:guest@127.0.0.1:1";
   wr_consumer_opts o = WR_CONSUMER_OPTS_INIT;
   o.queue = queue;
   o.database_url = "postgresql://nobody@127.0.0.1:1/none";
