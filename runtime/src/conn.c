@@ -35,6 +35,7 @@
  *   unconfirmed messages. */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -302,6 +303,8 @@ struct wr_conn {
   /* side channel state (one synchronous publish at a time) */
   uint64_t side_seq;
   bool side_open[8]; /* channels 2..7 */
+
+  void *scratch; /* header pre-encoding buffer (validate_props) */
 
   watchdog wd;
 };
@@ -1067,6 +1070,7 @@ void wr_conn_free(wr_conn *c) {
     free(c->pv[i].message_id);
   free(c->pv);
   free(c->dq);
+  free(c->scratch);
   for (size_t i = 0; i < c->n_consumers; i++)
     consumer_free(c->consumers[i]);
   free(c->consumers);
@@ -1473,14 +1477,71 @@ int wr_conn_confirm_mode(wr_conn *c, wr_err *err) {
   return 0;
 }
 
-static int validate_publish(const wr_publish *p, wr_err *err) {
+/* rabbitmq-c sends the basic.publish method frame before it encodes the content
+ * header: a property that cannot be encoded would leave the broker with half a
+ * message and the connection would have to die. Everything is checked first. */
+static int validate_props(wr_conn *c, const amqp_basic_properties_t *pr, wr_err *err) {
+  static const struct {
+    amqp_flags_t flag;
+    size_t off;
+    const char *name;
+  } shortstrs[] = {
+      {AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type), "content_type"},
+      {AMQP_BASIC_CONTENT_ENCODING_FLAG, offsetof(amqp_basic_properties_t, content_encoding),
+       "content_encoding"},
+      {AMQP_BASIC_CORRELATION_ID_FLAG, offsetof(amqp_basic_properties_t, correlation_id),
+       "correlation_id"},
+      {AMQP_BASIC_REPLY_TO_FLAG, offsetof(amqp_basic_properties_t, reply_to), "reply_to"},
+      {AMQP_BASIC_EXPIRATION_FLAG, offsetof(amqp_basic_properties_t, expiration), "expiration"},
+      {AMQP_BASIC_MESSAGE_ID_FLAG, offsetof(amqp_basic_properties_t, message_id), "message_id"},
+      {AMQP_BASIC_TYPE_FLAG, offsetof(amqp_basic_properties_t, type), "type"},
+      {AMQP_BASIC_USER_ID_FLAG, offsetof(amqp_basic_properties_t, user_id), "user_id"},
+      {AMQP_BASIC_APP_ID_FLAG, offsetof(amqp_basic_properties_t, app_id), "app_id"},
+      {AMQP_BASIC_CLUSTER_ID_FLAG, offsetof(amqp_basic_properties_t, cluster_id), "cluster_id"},
+  };
+  for (size_t i = 0; i < sizeof shortstrs / sizeof *shortstrs; i++) {
+    if (!(pr->_flags & shortstrs[i].flag))
+      continue;
+    const amqp_bytes_t *b = (const amqp_bytes_t *)((const char *)pr + shortstrs[i].off);
+    if (b->len > 255 || (b->len > 0 && !b->bytes))
+      return wr_err_set(err, WR_EINVAL, "publish: property %s must be 0..255 bytes",
+                        shortstrs[i].name);
+  }
+  if (!(pr->_flags & AMQP_BASIC_HEADERS_FLAG))
+    return 0;
+  if (pr->headers.num_entries < 0 || (pr->headers.num_entries > 0 && !pr->headers.entries))
+    return wr_err_set(err, WR_EINVAL, "publish: malformed headers table");
+  if (pr->headers.num_entries == 0)
+    return 0;
+  /* The whole content header must fit in one frame: leave room for the other
+   * properties (10 short strings at most) and the frame overhead. */
+  size_t room = FRAME_MAX - 8 - 14 - 10 * 256 - 64;
+  if (!c->scratch) {
+    c->scratch = malloc(room);
+    if (!c->scratch)
+      return wr_err_set(err, WR_ENOMEM, "out of memory");
+  }
+  amqp_bytes_t buf = {room, c->scratch};
+  size_t off = 0;
+  amqp_table_t h = pr->headers;
+  int st = amqp_encode_table(buf, &h, &off);
+  if (st == AMQP_STATUS_TABLE_TOO_BIG)
+    return wr_err_set(err, WR_ETOOBIG, "publish: headers do not fit in one %d-byte frame",
+                      FRAME_MAX);
+  if (st != AMQP_STATUS_OK)
+    return wr_err_set(err, WR_EINVAL, "publish: headers cannot be encoded: %s",
+                      amqp_error_string2(st));
+  return 0;
+}
+
+static int validate_publish(wr_conn *c, const wr_publish *p, wr_err *err) {
   if (!p || !p->exchange || !p->routing_key)
     return wr_err_set(err, WR_EINVAL, "publish: exchange and routing_key required (\"\" allowed)");
   if (!name_ok(p->exchange) || !name_ok(p->routing_key))
     return wr_err_set(err, WR_EINVAL, "publish: exchange and routing key must be <= 255 bytes");
   if (p->len > 0 && !p->body)
     return wr_err_set(err, WR_EINVAL, "publish: body is NULL but len > 0");
-  return 0;
+  return p->props ? validate_props(c, p->props, err) : 0;
 }
 
 static int publish_raw(wr_conn *c, amqp_channel_t ch, const wr_publish *p, wr_err *err) {
@@ -1498,7 +1559,7 @@ static int publish_raw(wr_conn *c, amqp_channel_t ch, const wr_publish *p, wr_er
 int wr_conn_publish(wr_conn *c, const wr_publish *p, uint64_t *seq, wr_err *err) {
   if (!c)
     return wr_err_set(err, WR_EINVAL, "publish: c is NULL");
-  int rc = validate_publish(p, err);
+  int rc = validate_publish(c, p, err);
   if (rc != 0)
     return rc;
   NEED_OPEN(c, err);
@@ -1877,7 +1938,7 @@ unsigned wr__conn_rpc_timeout_ms(const wr_conn *c) { return c->rpc_timeout_ms; }
 
 int wr__conn_side_publish_confirmed(wr_conn *c, amqp_channel_t ch, const wr_publish *p,
                                     unsigned timeout_ms, wr_err *err) {
-  int rc = validate_publish(p, err);
+  int rc = validate_publish(c, p, err);
   if (rc != 0)
     return rc;
   NEED_OPEN(c, err);

@@ -353,7 +353,6 @@ static void publish_confirm_ack(void **state) {
   assert_int_equal(k.n, 2);
   amqp_connection_state_t raw = wt_amqp_connect();
   assert_int_equal(wt_amqp_queue_depth(raw, q), 2);
-  wt_amqp_delete_queue(raw, q);
   wt_amqp_close(raw);
   /* invalid arguments */
   wr_publish p = {.exchange = NULL, .routing_key = "x"};
@@ -361,6 +360,38 @@ static void publish_confirm_ack(void **state) {
   assert_int_equal(wr_conn_publish(c, NULL, NULL, &err), WR_EINVAL);
   p = (wr_publish){.exchange = "", .routing_key = "x", .body = NULL, .len = 3};
   assert_int_equal(wr_conn_publish(c, &p, NULL, &err), WR_EINVAL);
+  /* properties that cannot be encoded are refused before anything is sent: the
+   * connection stays open */
+  char longid[300];
+  memset(longid, 'i', sizeof longid - 1);
+  longid[sizeof longid - 1] = '\0';
+  assert_int_equal(publish_str(c, "", q, "x", longid, true, NULL, &err), WR_EINVAL);
+  assert_non_null(strstr(err.msg, "message_id"));
+  assert_true(wr_conn_is_open(c));
+  size_t hl = 200 * 1024;
+  char *huge = malloc(hl + 1);
+  memset(huge, 'h', hl);
+  huge[hl] = '\0';
+  amqp_table_entry_t he;
+  he.key = amqp_cstring_bytes("x-huge");
+  he.value.kind = AMQP_FIELD_KIND_UTF8;
+  he.value.value.bytes = amqp_cstring_bytes(huge);
+  amqp_basic_properties_t hp;
+  memset(&hp, 0, sizeof hp);
+  hp._flags = AMQP_BASIC_HEADERS_FLAG;
+  hp.headers = (amqp_table_t){1, &he};
+  p = (wr_publish){.exchange = "", .routing_key = q, .body = "x", .len = 1, .props = &hp};
+  assert_int_equal(wr_conn_publish(c, &p, NULL, &err), WR_ETOOBIG);
+  assert_true(wr_conn_is_open(c));
+  free(huge);
+  he.value.kind = 0x7f; /* no such field kind */
+  assert_int_equal(wr_conn_publish(c, &p, NULL, &err), WR_EINVAL);
+  assert_true(wr_conn_is_open(c));
+  /* and the connection still works */
+  assert_int_equal(publish_str(c, "", q, "three", "id-3", true, &s2, &err), 0);
+  assert_int_equal(wr_conn_wait_confirms(c, s2, 10000, on_confirm, &k, &err), 0);
+  assert_int_equal(k.acked, 3);
+  assert_int_equal(wr_conn_delete_queue(c, q, &err), 0);
   wr_conn_free(c);
 }
 
