@@ -43,8 +43,8 @@
 #include "http_internal.h"
 #include "utf8.h"
 
-#define MAX_SEGMENTS 32        /* path segments a pattern may have */
-#define MAX_CORR_LEN 128       /* X-Correlation-Id */
+#define MAX_SEGMENTS     32    /* path segments a pattern may have */
+#define MAX_CORR_LEN     128   /* X-Correlation-Id */
 #define MHD_MEMORY_LIMIT 32768 /* per connection: request line + headers + read buffer */
 
 static const char REQUESTS_NAME[] = "warren_http_requests_total";
@@ -56,7 +56,7 @@ static const char LATENCY_HELP[] =
 /* ---- routes, compiled ------------------------------------------------------------- */
 
 typedef struct seg {
-  char *text;  /* literal text, or the parameter name */
+  char *text; /* literal text, or the parameter name */
   bool param;
 } seg;
 
@@ -92,11 +92,11 @@ typedef struct hdr {
 struct wr_http_req {
   wr_http_server *srv;
   struct MHD_Connection *conn;
-  char *target; /* the raw request target as received */
+  char *target;        /* the raw request target as received */
   uintptr_t target_at; /* where MHD had it (see nul_in_target) */
   size_t target_len;
   const char *method;
-  char *path;   /* raw path (target without the query) */
+  char *path; /* raw path (target without the query) */
   const croute *route;
   char *segs[MAX_SEGMENTS]; /* decoded path segments */
   size_t nseg;
@@ -105,9 +105,9 @@ struct wr_http_req {
   char corr[MAX_CORR_LEN + 1];
   int64_t start_ns;
   bool started;
-  bool too_big;      /* the body crossed max_body: discarding */
-  bool oom;          /* could not grow the body buffer */
-  bool ct_deferred;  /* optional JSON body without Content-Type: check once the body is known */
+  bool too_big;     /* the body crossed max_body: discarding */
+  bool oom;         /* could not grow the body buffer */
+  bool ct_deferred; /* optional JSON body without Content-Type: check once the body is known */
   char *body;
   size_t body_len, body_cap;
   json_t *json;
@@ -175,8 +175,8 @@ bool wr__http_corr_valid(const char *s) {
     char c = s[n];
     if (n >= MAX_CORR_LEN)
       return false;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '_' || c == ':' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == ':' || c == '-'))
       return false;
   }
   return n > 0;
@@ -293,8 +293,7 @@ int wr__http_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t
   if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
     return WR_EINVAL;
   int rc = WR_EINVAL;
-  if (res->ai_addrlen <= sizeof *ss &&
-      (res->ai_family == AF_INET || res->ai_family == AF_INET6)) {
+  if (res->ai_addrlen <= sizeof *ss && (res->ai_family == AF_INET || res->ai_family == AF_INET6)) {
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *sslen = (socklen_t)res->ai_addrlen;
     if (res->ai_family == AF_INET)
@@ -387,8 +386,7 @@ static int set_reply(wr_http_req *r, unsigned status, const char *content_type, 
   if (data)
     resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
   else
-    resp = MHD_create_response_from_buffer(len, (void *)(copy ? copy : ""),
-                                           MHD_RESPMEM_MUST_COPY);
+    resp = MHD_create_response_from_buffer(len, (void *)(copy ? copy : ""), MHD_RESPMEM_MUST_COPY);
   if (!resp) {
     free(data);
     return WR_ENOMEM;
@@ -484,8 +482,7 @@ int wr_http_reply_json(wr_http_req *r, unsigned status, json_t *body) {
   return reply_json_steal(r, status, body);
 }
 
-int wr_http_reply_error(wr_http_req *r, unsigned status, const char *code, const char *fmt,
-                        ...) {
+int wr_http_reply_error(wr_http_req *r, unsigned status, const char *code, const char *fmt, ...) {
   if (!r || !code || !*code || !fmt)
     return WR_EINVAL;
   va_list ap;
@@ -495,8 +492,8 @@ int wr_http_reply_error(wr_http_req *r, unsigned status, const char *code, const
   return rc;
 }
 
-int wr_http_reply_bytes(wr_http_req *r, unsigned status, const char *content_type,
-                        const void *data, size_t len) {
+int wr_http_reply_bytes(wr_http_req *r, unsigned status, const char *content_type, const void *data,
+                        size_t len) {
   if (!r || (len > 0 && !data) || (content_type && !header_value_valid(content_type)))
     return WR_EINVAL;
   return set_reply(r, status, content_type, NULL, data, len);
@@ -694,7 +691,7 @@ static bool method_matches(const char *route_method, const char *method) {
          (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
 }
 
-/* Routing: 404, 405 with Allow, or r->route set. Returns 0 or a reply was recorded. */
+/* Routing: sets r->route, or records a 404, or a 405 with Allow. */
 static void route(wr_http_req *r) {
   const wr_http_server *s = r->srv;
   const croute *best = NULL;
@@ -743,8 +740,8 @@ static void route(wr_http_req *r) {
       used += (size_t)n;
   }
   if (add_header(r, "Allow", allow) == 0)
-    reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
-                r->method, r->path, allow);
+    reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r->method,
+                r->path, allow);
 }
 
 /* Authorization: Bearer <token>, compared in constant time. */
@@ -858,8 +855,7 @@ static void begin(wr_http_req *r, const char *version) {
     char *end = NULL;
     unsigned long long n = strtoull(cl, &end, 10);
     if (errno == ERANGE || n > s->max_body) {
-      reply_error(r, 413, "payload_too_large", "the request body exceeds %zu bytes",
-                  s->max_body);
+      reply_error(r, 413, "payload_too_large", "the request body exceeds %zu bytes", s->max_body);
       return;
     }
   }
@@ -992,8 +988,8 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s) {
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **cc) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **cc) {
   wr_http_server *s = cls;
   wr_http_req *r = *cc;
   if (!r) { /* the URI callback could not allocate */
@@ -1017,8 +1013,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     size_t n = *upload_size;
     *upload_size = 0;
     if (wr_mono_ns() - r->start_ns > s->request_timeout_ns) {
-      wr_log_debug(r->corr, "http: %s %s: body still arriving after the request timeout, "
-                            "connection closed", r->method, r->path);
+      wr_log_debug(r->corr,
+                   "http: %s %s: body still arriving after the request timeout, "
+                   "connection closed",
+                   r->method, r->path);
       return MHD_NO;
     }
     append_body(r, upload_data, n);
@@ -1029,8 +1027,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static const char *method_label(const char *m) {
-  static const char *known[] = {"GET",     "HEAD",    "POST",  "PUT",    "PATCH",
-                                "DELETE",  "OPTIONS", "TRACE", "CONNECT"};
+  static const char *known[] = {"GET",    "HEAD",    "POST",  "PUT",    "PATCH",
+                                "DELETE", "OPTIONS", "TRACE", "CONNECT"};
   for (size_t i = 0; m && i < sizeof known / sizeof known[0]; i++)
     if (strcmp(m, known[i]) == 0)
       return known[i];
@@ -1106,8 +1104,9 @@ static int compile_route(const wr_http_route *rt, croute *out, wr_err *err) {
   out->nseg = 0;
   if (!rt->method || !header_name_valid(rt->method) || !rt->fn || !rt->pattern ||
       rt->pattern[0] != '/')
-    return wr_err_set(err, WR_EINVAL, "http: route %s %s: needs a method, a handler and a "
-                                      "pattern starting with '/'",
+    return wr_err_set(err, WR_EINVAL,
+                      "http: route %s %s: needs a method, a handler and a "
+                      "pattern starting with '/'",
                       rt->method ? rt->method : "(null)", rt->pattern ? rt->pattern : "(null)");
   const char *p = rt->pattern + 1;
   if (*p == '\0')
@@ -1125,15 +1124,15 @@ static int compile_route(const wr_http_route *rt, croute *out, wr_err *err) {
       for (size_t i = 0; i < out->nseg; i++)
         if (out->segs[i].param && strlen(out->segs[i].text) == len - 2 &&
             memcmp(out->segs[i].text, p + 1, len - 2) == 0)
-          return wr_err_set(err, WR_EINVAL, "http: pattern %s: parameter used twice",
-                            rt->pattern);
+          return wr_err_set(err, WR_EINVAL, "http: pattern %s: parameter used twice", rt->pattern);
       sg->param = true;
       sg->text = strndup(p + 1, len - 2);
     } else {
       if (len == 0 || memchr(p, '{', len) || memchr(p, '}', len) || memchr(p, '%', len) ||
           memchr(p, '?', len))
-        return wr_err_set(err, WR_EINVAL, "http: pattern %s: empty segment or stray '{', '}', "
-                                          "'%%' or '?'",
+        return wr_err_set(err, WR_EINVAL,
+                          "http: pattern %s: empty segment or stray '{', '}', "
+                          "'%%' or '?'",
                           rt->pattern);
       sg->param = false;
       sg->text = strndup(p, len);
@@ -1175,8 +1174,7 @@ static void diagnose_bind(const struct sockaddr_storage *ss, socklen_t sl, const
   if (e)
     wr_err_set(err, WR_EIO, "http: cannot listen on %s: %s", addr, strerror(e));
   else
-    wr_err_set(err, WR_EIO, "http: cannot start the server on %s (libmicrohttpd refused)",
-               addr);
+    wr_err_set(err, WR_EIO, "http: cannot start the server on %s (libmicrohttpd refused)", addr);
 }
 
 int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err *err) {
@@ -1192,14 +1190,15 @@ int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err 
                       opts->addr ? opts->addr : "(null)");
   wr_http_opts defaults = WR_HTTP_OPTS_INIT;
   unsigned threads = opts->threads ? opts->threads : defaults.threads;
-  unsigned timeout_s = opts->connection_timeout_s ? opts->connection_timeout_s
-                                                  : defaults.connection_timeout_s;
-  unsigned request_s = opts->request_timeout_s ? opts->request_timeout_s
-                                               : defaults.request_timeout_s;
+  unsigned timeout_s =
+      opts->connection_timeout_s ? opts->connection_timeout_s : defaults.connection_timeout_s;
+  unsigned request_s =
+      opts->request_timeout_s ? opts->request_timeout_s : defaults.request_timeout_s;
   unsigned max_conn = opts->max_connections ? opts->max_connections : defaults.max_connections;
   if (threads > 256 || max_conn < threads)
-    return wr_err_set(err, WR_EINVAL, "http: threads must be 1..256 and max_connections at "
-                                      "least threads");
+    return wr_err_set(err, WR_EINVAL,
+                      "http: threads must be 1..256 and max_connections at "
+                      "least threads");
 
   wr_http_server *s = calloc(1, sizeof *s);
   if (!s)
@@ -1250,10 +1249,10 @@ int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err 
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned int)timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn,
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)opts->per_ip_connections,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_MEMORY_LIMIT,
-      MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)511, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-      MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, s, MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_MEMORY_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+      (unsigned int)511, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_UNESCAPE_CALLBACK,
+      no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_ARRAY, pool,
+      MHD_OPTION_END);
   if (!s->d) {
     diagnose_bind(&ss, sl, opts->addr, err);
     routes_free(s->routes, s->n_routes);

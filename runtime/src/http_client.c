@@ -28,8 +28,8 @@
 
 #include "http_internal.h"
 
-#define MAX_HEADER_BLOCK (64 * 1024)
-#define DEFAULT_TIMEOUT_MS 30000
+#define MAX_HEADER_BLOCK     (64 * 1024)
+#define DEFAULT_TIMEOUT_MS   30000
 #define DEFAULT_MAX_RESPONSE ((size_t)64 * 1024 * 1024)
 
 /* ---- URL ------------------------------------------------------------------------- */
@@ -136,7 +136,7 @@ typedef struct conn {
   int fd;
   int64_t deadline; /* wr_mono_ns */
   char buf[16384];
-  size_t pos, len;  /* unread bytes are buf[pos..len) */
+  size_t pos, len; /* unread bytes are buf[pos..len) */
   bool eof;
   wr_err *err;
 } conn;
@@ -272,8 +272,7 @@ static int write_all(conn *c, const char *p, size_t n, bool *peer_closed) {
 }
 
 static int connect_one(conn *c, const struct addrinfo *ai) {
-  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                  ai->ai_protocol);
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
   if (fd < 0)
     return wr_err_set(c->err, WR_EIO, "http: socket: %s", strerror(errno));
   c->fd = fd;
@@ -499,8 +498,7 @@ static int read_response(conn *c, bool head_request, size_t max, wr_http_respons
       goto fail;
     }
     /* A repeated Content-Length must agree (RFC 9112 6.3). */
-    for (const char *p = cl + cl_len; (p = find_header(p, "Content-Length", &vlen));
-         p += vlen) {
+    for (const char *p = cl + cl_len; (p = find_header(p, "Content-Length", &vlen)); p += vlen) {
       uint64_t m;
       if (parse_size(p, vlen, 10, &m) != 0 || m != n) {
         rc = wr_err_set(c->err, WR_EHTTP, "http: conflicting Content-Length headers");
@@ -578,8 +576,9 @@ int wr_http_do(const wr_http_request *req, wr_http_response *res, wr_err *err) {
       return wr_err_set(err, WR_EINVAL, "http: malformed request header line");
     if (header_named(*h, "Content-Length") || header_named(*h, "Transfer-Encoding") ||
         header_named(*h, "Connection"))
-      return wr_err_set(err, WR_EINVAL, "http: Content-Length, Transfer-Encoding and "
-                                        "Connection are set by the client");
+      return wr_err_set(err, WR_EINVAL,
+                        "http: Content-Length, Transfer-Encoding and "
+                        "Connection are set by the client");
     has_host |= header_named(*h, "Host");
   }
 
@@ -603,8 +602,7 @@ int wr_http_do(const wr_http_request *req, wr_http_response *res, wr_err *err) {
     if (port == 80)
       snprintf(line, sizeof line, "Host: %s%s%s\r\n", v6 ? "[" : "", host, v6 ? "]" : "");
     else
-      snprintf(line, sizeof line, "Host: %s%s%s:%u\r\n", v6 ? "[" : "", host, v6 ? "]" : "",
-               port);
+      snprintf(line, sizeof line, "Host: %s%s%s:%u\r\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
     rc |= db_str(&out, line);
   }
   rc |= db_str(&out, "Connection: close\r\nUser-Agent: warren/" WR_VERSION_STRING "\r\n");
@@ -625,8 +623,8 @@ int wr_http_do(const wr_http_request *req, wr_http_response *res, wr_err *err) {
   }
 
   conn c = {.fd = -1, .err = err};
-  c.deadline = wr_mono_ns() + (int64_t)(req->timeout_ms ? req->timeout_ms : DEFAULT_TIMEOUT_MS) *
-                                  1000000;
+  c.deadline =
+      wr_mono_ns() + (int64_t)(req->timeout_ms ? req->timeout_ms : DEFAULT_TIMEOUT_MS) * 1000000;
   char port_s[8];
   snprintf(port_s, sizeof port_s, "%u", port);
   struct addrinfo hints = {0}, *ais = NULL;
@@ -654,8 +652,9 @@ int wr_http_do(const wr_http_request *req, wr_http_response *res, wr_err *err) {
       size_t max = req->max_response ? req->max_response : DEFAULT_MAX_RESPONSE;
       rc = read_response(&c, strcmp(req->method, "HEAD") == 0, max, res);
       if (rc == WR_EIO && peer_closed)
-        rc = wr_err_set(err, WR_EIO, "http: the server closed the connection while the "
-                                     "request was being sent");
+        rc = wr_err_set(err, WR_EIO,
+                        "http: the server closed the connection while the "
+                        "request was being sent");
     }
   }
   if (c.fd >= 0)
@@ -674,8 +673,8 @@ void wr_http_response_free(wr_http_response *res) {
   memset(res, 0, sizeof *res);
 }
 
-int wr_http_get_json(const char *url, const char *const *headers, unsigned timeout_ms,
-                     int *status, json_t **out, wr_err *err) {
+int wr_http_get_json(const char *url, const char *const *headers, unsigned timeout_ms, int *status,
+                     json_t **out, wr_err *err) {
   if (out)
     *out = NULL;
   if (!status || !out)

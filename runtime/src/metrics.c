@@ -43,11 +43,11 @@ struct family;
 typedef struct series {
   struct series *next;
   struct family *fam;
-  char *labels;            /* "" when none; validated */
-  _Atomic uint64_t value;  /* counter value, or gauge double bits */
-  _Atomic uint64_t sum;    /* histogram: double bits of the sum */
+  char *labels;             /* "" when none; validated */
+  _Atomic uint64_t value;   /* counter value, or gauge double bits */
+  _Atomic uint64_t sum;     /* histogram: double bits of the sum */
   _Atomic uint64_t *counts; /* histogram: n_buckets + 1 non-cumulative counts */
-  wr_gauge_fn fn;          /* computed gauge, or NULL */
+  wr_gauge_fn fn;           /* computed gauge, or NULL */
   void *fn_user;
 } series;
 
@@ -294,8 +294,8 @@ static series *series_add(wr_metrics *m, family *f, const char *labels) {
 
 /* The common lookup: validates, finds or creates. A computed gauge (wr_metrics_gauge_fn)
  * is never returned as an updatable handle. */
-static series *lookup(wr_metrics *m, const char *name, const char *help, const char *labels,
-                      kind k, const double *buckets, size_t n_buckets) {
+static series *lookup(wr_metrics *m, const char *name, const char *help, const char *labels, kind k,
+                      const double *buckets, size_t n_buckets) {
   if (!m || !name_valid(name))
     return NULL;
   if (!help)
@@ -325,14 +325,12 @@ wr_counter *wr_metrics_counter(wr_metrics *m, const char *name, const char *help
   return (wr_counter *)lookup(m, name, help, labels, KIND_COUNTER, NULL, 0);
 }
 
-wr_gauge *wr_metrics_gauge(wr_metrics *m, const char *name, const char *help,
-                           const char *labels) {
+wr_gauge *wr_metrics_gauge(wr_metrics *m, const char *name, const char *help, const char *labels) {
   return (wr_gauge *)lookup(m, name, help, labels, KIND_GAUGE, NULL, 0);
 }
 
 wr_histogram *wr_metrics_histogram(wr_metrics *m, const char *name, const char *help,
-                                   const char *labels, const double *buckets,
-                                   size_t n_buckets) {
+                                   const char *labels, const double *buckets, size_t n_buckets) {
   return (wr_histogram *)lookup(m, name, help, labels, KIND_HISTOGRAM, buckets, n_buckets);
 }
 
@@ -561,8 +559,8 @@ static void render_series(sbuf *b, const series *s) {
     sb_sample(b, f->name, "", s->labels, NULL, v);
     break;
   case KIND_GAUGE: {
-    double d = s->fn ? s->fn(s->fn_user)
-                     : bitsd(atomic_load_explicit(&s->value, memory_order_relaxed));
+    double d =
+        s->fn ? s->fn(s->fn_user) : bitsd(atomic_load_explicit(&s->value, memory_order_relaxed));
     if (s->fn && isnan(d))
       break; /* the callback has nothing to say right now */
     fmt_double(d, v);

@@ -30,8 +30,8 @@ static void request_shape(void **state) {
                                {NULL, 0, 0}};
   th_fake f;
   const char *hs[] = {"X-Correlation-Id: abc", "Content-Type: application/json", NULL};
-  wr_http_request req = {.method = "POST", .headers = hs, .body = "{\"a\":1}", .body_len = 7,
-                         .timeout_ms = 5000};
+  wr_http_request req = {
+      .method = "POST", .headers = hs, .body = "{\"a\":1}", .body_len = 7, .timeout_ms = 5000};
   wr_http_response res;
   wr_err err = {0};
   assert_int_equal(run(ok, 0, &req, &res, &err, &f), 0);
@@ -174,10 +174,10 @@ static void size_caps(void **state) {
                                   {NULL, 0, 0}};
   assert_int_equal(run(exact, 0, &req, &res, &err, &f), 0);
   wr_http_response_free(&res);
-  static const th_step ch[] = {
-      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n5\r\n67890\r\n0\r\n\r\n",
-       0, 0},
-      {NULL, 0, 0}};
+  static const th_step ch[] = {{"HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+                                "chunked\r\n\r\n6\r\n012345\r\n5\r\n67890\r\n0\r\n\r\n",
+                                0, 0},
+                               {NULL, 0, 0}};
   assert_int_equal(run(ch, 0, &req, &res, &err, &f), WR_ETOOBIG);
   static const th_step eof[] = {{"HTTP/1.1 200 OK\r\n\r\n0123456789A", 0, 0}, {NULL, 0, 0}};
   assert_int_equal(run(eof, 0, &req, &res, &err, &f), WR_ETOOBIG);
@@ -261,11 +261,11 @@ static void malformed_responses(void **state) {
     const char *resp;
     int rc;
   } cases[] = {
-      {"", WR_EIO},                                                      /* closed at once */
-      {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", WR_EIO},      /* truncated */
-      {"HTTP/1.1 200 OK\r\nContent-Le", WR_EIO},                         /* cut in the head */
-      {"SMTP ready\r\n\r\n", WR_EHTTP},                                  /* not HTTP */
-      {"HTTP/1.1 20 OK\r\n\r\n", WR_EHTTP},                              /* bad status */
+      {"", WR_EIO},                                                 /* closed at once */
+      {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", WR_EIO}, /* truncated */
+      {"HTTP/1.1 200 OK\r\nContent-Le", WR_EIO},                    /* cut in the head */
+      {"SMTP ready\r\n\r\n", WR_EHTTP},                             /* not HTTP */
+      {"HTTP/1.1 20 OK\r\n\r\n", WR_EHTTP},                         /* bad status */
       {"HTTP/1.1 2000 OK\r\n\r\n", WR_EHTTP},
       {"HTTP/2 200\r\n\r\n", WR_EHTTP},
       {"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", WR_EHTTP},
@@ -292,8 +292,7 @@ static void malformed_responses(void **state) {
   }
   /* a repeated but equal Content-Length is fine */
   static const th_step same[] = {
-      {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 0, 0},
-      {NULL, 0, 0}};
+      {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 0, 0}, {NULL, 0, 0}};
   assert_int_equal(run(same, 0, &req, &res, &err, &f), 0);
   wr_http_response_free(&res);
 }
@@ -302,10 +301,21 @@ static void bad_requests(void **state) {
   (void)state;
   wr_http_response res;
   wr_err err = {0};
-  const char *bad_urls[] = {"https://x/", "ftp://x/", "http://", "http:///p", "http://u:p@x/",
-                            "http://x:0/", "http://x:65536/", "http://x:8a/", "http://x/ a",
-                            "http://x/\r\nX: y", "http://[::1/", "http://x:/", "x",
-                            "http://[]/", "http://[::1]x/"};
+  const char *bad_urls[] = {"https://x/",
+                            "ftp://x/",
+                            "http://",
+                            "http:///p",
+                            "http://u:p@x/",
+                            "http://x:0/",
+                            "http://x:65536/",
+                            "http://x:8a/",
+                            "http://x/ a",
+                            "http://x/\r\nX: y",
+                            "http://[::1/",
+                            "http://x:/",
+                            "x",
+                            "http://[]/",
+                            "http://[::1]x/"};
   for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
     wr_http_request req = {.method = "GET", .url = bad_urls[i], .timeout_ms = 1000};
     if (wr_http_do(&req, &res, &err) != WR_EURL)
@@ -356,16 +366,15 @@ static void get_json(void **state) {
   int status = 0;
   json_t *j = NULL;
   wr_err err = {0};
-  static const th_step ok[] = {
-      {"HTTP/1.1 404 Not Found\r\nContent-Length: 36\r\n\r\n{\"error\":{\"code\":\"x\",\"message\":\"y\"}}", 0,
-       0},
-      {NULL, 0, 0}};
+  static const th_step ok[] = {{"HTTP/1.1 404 Not Found\r\nContent-Length: "
+                                "36\r\n\r\n{\"error\":{\"code\":\"x\",\"message\":\"y\"}}",
+                                0, 0},
+                               {NULL, 0, 0}};
   th_fake_start(&f, ok, 0);
   assert_int_equal(wr_http_get_json(url_of(&f, "/c"), NULL, 5000, &status, &j, &err), 0);
   th_fake_stop(&f);
   assert_int_equal(status, 404);
-  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
-                      "x");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")), "x");
   assert_non_null(strstr(f.request, "\r\nAccept: application/json\r\n"));
   json_decref(j);
   static const th_step html[] = {
@@ -435,8 +444,8 @@ static void server_parsers(void **state) {
   free(o);
   /* the length bounds the read: "%4" followed by bytes outside the slice is invalid */
   assert_int_equal(wr__http_pct_decode("%41BC", 2, false, &o, NULL), WR_EINVAL);
-  const char *bad[] = {"%", "%a", "%zz", "%00", "a%0", "%c3", "%c3%28", "%f4%90%80%80", "\xff",
-                       "%ed%a0%80", "%C0%AF"};
+  const char *bad[] = {"%",      "%a",           "%zz",  "%00",       "a%0",   "%c3",
+                       "%c3%28", "%f4%90%80%80", "\xff", "%ed%a0%80", "%C0%AF"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     o = NULL;
     if (wr__http_pct_decode(bad[i], strlen(bad[i]), false, &o, NULL) != WR_EINVAL)
@@ -459,16 +468,27 @@ static void server_parsers(void **state) {
   assert_true(wr__http_corr_valid(c128));
   assert_false(wr__http_corr_valid(c129));
 
-  const char *json_ct[] = {"application/json", " APPLICATION/JSON ", "application/json;charset=utf-8",
-                           "application/json; charset=\"utf-8\"", "application/json; charset=UTF8",
-                           "application/json; a=b; charset=utf-8", "application/json;"};
+  const char *json_ct[] = {"application/json",
+                           " APPLICATION/JSON ",
+                           "application/json;charset=utf-8",
+                           "application/json; charset=\"utf-8\"",
+                           "application/json; charset=UTF8",
+                           "application/json; a=b; charset=utf-8",
+                           "application/json;"};
   for (size_t i = 0; i < sizeof json_ct / sizeof json_ct[0]; i++)
     if (!wr__http_content_type_is_json(json_ct[i]))
       fail_msg("refused %s", json_ct[i]);
-  const char *other_ct[] = {NULL, "", "text/json", "application/json+x", "application/jsonp",
-                            "application/json; charset=iso-8859-1", "application/json; charset=\"utf-8",
-                            "application/json; charset", "application/json x",
-                            "application/json; charset=\"utf-8\" junk", "multipart/form-data"};
+  const char *other_ct[] = {NULL,
+                            "",
+                            "text/json",
+                            "application/json+x",
+                            "application/jsonp",
+                            "application/json; charset=iso-8859-1",
+                            "application/json; charset=\"utf-8",
+                            "application/json; charset",
+                            "application/json x",
+                            "application/json; charset=\"utf-8\" junk",
+                            "multipart/form-data"};
   for (size_t i = 0; i < sizeof other_ct / sizeof other_ct[0]; i++)
     if (wr__http_content_type_is_json(other_ct[i]))
       fail_msg("accepted %s", other_ct[i] ? other_ct[i] : "(null)");
@@ -490,10 +510,14 @@ static void server_parsers(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(request_shape),      cmocka_unit_test(bodies),
-      cmocka_unit_test(size_caps),          cmocka_unit_test(timeouts),
-      cmocka_unit_test(malformed_responses), cmocka_unit_test(bad_requests),
-      cmocka_unit_test(get_json),           cmocka_unit_test(url_parser),
+      cmocka_unit_test(request_shape),
+      cmocka_unit_test(bodies),
+      cmocka_unit_test(size_caps),
+      cmocka_unit_test(timeouts),
+      cmocka_unit_test(malformed_responses),
+      cmocka_unit_test(bad_requests),
+      cmocka_unit_test(get_json),
+      cmocka_unit_test(url_parser),
       cmocka_unit_test(server_parsers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,10 +21,10 @@ static _Atomic int header_rcs[4];
 /* Handlers run on MHD's threads, where cmocka's assertions must not jump: they count
  * failed expectations here and the test checks the count. */
 static _Atomic int handler_failures;
-#define EXPECT(cond)                                                                        \
-  do {                                                                                      \
-    if (!(cond))                                                                            \
-      handler_failures++;                                                                   \
+#define EXPECT(cond)                                                                               \
+  do {                                                                                             \
+    if (!(cond))                                                                                   \
+      handler_failures++;                                                                          \
   } while (0)
 
 /* ---- handlers --------------------------------------------------------------------- */
@@ -64,8 +64,8 @@ static void h_delete(wr_http_req *r, void *user) {
     wr_http_reply_empty(r, 204);
     return;
   }
-  wr_http_reply_json(r, 200, json_pack("{s:O}", "reason", json_object_get(wr_http_req_json(r),
-                                                                           "reason")));
+  wr_http_reply_json(r, 200,
+                     json_pack("{s:O}", "reason", json_object_get(wr_http_req_json(r), "reason")));
 }
 
 static void h_admin(wr_http_req *r, void *user) {
@@ -120,9 +120,10 @@ static void h_corr(wr_http_req *r, void *user) {
 
 static void h_two_params(wr_http_req *r, void *user) {
   (void)user;
-  wr_http_reply_json(r, 200, json_pack("{s:s,s:s,s:b}", "x", wr_http_req_param(r, "x"), "y",
-                                       wr_http_req_param(r, "y"), "none",
-                                       wr_http_req_param(r, "nope") == NULL));
+  wr_http_reply_json(r, 200,
+                     json_pack("{s:s,s:s,s:b}", "x", wr_http_req_param(r, "x"), "y",
+                               wr_http_req_param(r, "y"), "none",
+                               wr_http_req_param(r, "nope") == NULL));
 }
 
 static void h_bad_reply(wr_http_req *r, void *user) {
@@ -242,8 +243,8 @@ static void routing(void **state) {
   wr_http_response_free(&res);
 
   /* 404: unknown path, trailing slash, empty parameter segment, extra segment */
-  const char *missing[] = {"/nope", "/hello/", "/customers/", "/customers//x", "/a/1/b/2/c",
-                           "//hello"};
+  const char *missing[] = {"/nope",         "/hello/",    "/customers/",
+                           "/customers//x", "/a/1/b/2/c", "//hello"};
   for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
     res = th_get(url(missing[i]));
     th_assert_error(&res, 404, "not_found");
@@ -278,9 +279,9 @@ static void routing(void **state) {
 
 static void bad_encoding(void **state) {
   (void)state;
-  const char *bad[] = {"/customers/%zz", "/customers/%00",     "/customers/a%4",
+  const char *bad[] = {"/customers/%zz", "/customers/%00",    "/customers/a%4",
                        "/customers/%ff", "/customers/%C3%28", "/customers/%ED%A0%80",
-                       "/query?a=%00",   "/query?a=%g1",       "/query?%ff=1",
+                       "/query?a=%00",   "/query?a=%g1",      "/query?%ff=1",
                        "/query?a=%"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     wr_http_response res = th_get(url(bad[i]));
@@ -290,7 +291,8 @@ static void bad_encoding(void **state) {
   /* Bytes a URL cannot carry, sent raw: NUL in the target, raw invalid UTF-8, a target
    * that is not a path. Never a crash, never a 5xx. */
   const char raw_nul[] = "GET /customers/a\0b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  const char raw_nul_query[] = "GET /query?a=1\0&b=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const char raw_nul_query[] =
+      "GET /query?a=1\0&b=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   const char raw_nul_header[] =
       "GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\nConnection: close\r\n\r\n";
   const char *raws[][2] = {
@@ -326,8 +328,8 @@ static void query_strings(void **state) {
   wr_http_response res = th_get(url("/query?a=1&b=x+y%2Bz&a=2&&flag&=v&e="));
   assert_int_equal(res.status, 200);
   json_t *j = th_json(&res);
-  const char *want[][2] = {{"a", "1"}, {"b", "x y+z"}, {"a", "2"}, {"flag", ""}, {"", "v"},
-                           {"e", ""}};
+  const char *want[][2] = {{"a", "1"},   {"b", "x y+z"}, {"a", "2"},
+                           {"flag", ""}, {"", "v"},      {"e", ""}};
   assert_int_equal(json_array_size(j), 6);
   for (size_t i = 0; i < 6; i++) {
     json_t *p = json_array_get(j, i);
@@ -361,8 +363,9 @@ static wr_http_response post_json(const char *path, const char *ct, const char *
 static void json_bodies(void **state) {
   (void)state;
   /* accepted: plain and with parameters */
-  const char *good_ct[] = {"application/json", "Application/JSON", "application/json; charset=utf-8",
-                           "application/json;charset=\"UTF-8\"", "application/json ; foo=bar"};
+  const char *good_ct[] = {"application/json", "Application/JSON",
+                           "application/json; charset=utf-8", "application/json;charset=\"UTF-8\"",
+                           "application/json ; foo=bar"};
   for (size_t i = 0; i < sizeof good_ct / sizeof good_ct[0]; i++) {
     wr_http_response res = post_json("/customers", good_ct[i], "{\"name\":\"x\"}", 12);
     if (res.status != 201)
@@ -374,8 +377,13 @@ static void json_bodies(void **state) {
     wr_http_response_free(&res);
   }
   /* 415 */
-  const char *bad_ct[] = {NULL, "text/plain", "application/jsonx", "application/json; charset=latin1",
-                          "application/x-www-form-urlencoded", "", "application/json; x"};
+  const char *bad_ct[] = {NULL,
+                          "text/plain",
+                          "application/jsonx",
+                          "application/json; charset=latin1",
+                          "application/x-www-form-urlencoded",
+                          "",
+                          "application/json; x"};
   for (size_t i = 0; i < sizeof bad_ct / sizeof bad_ct[0]; i++) {
     wr_http_response res = post_json("/customers", bad_ct[i], "{}", 2);
     th_assert_error(&res, 415, "unsupported_media_type");
@@ -467,7 +475,8 @@ static void body_limits(void **state) {
   wr_http_response_free(&res);
   /* an absurd Content-Length */
   bool closed;
-  const char *huge = "POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+  const char *huge =
+      "POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n";
   char *out = th_raw(port, huge, strlen(huge), 5000, &closed);
   int st = th_status(out);
   assert_true(st == 413 || st == 400);
@@ -537,9 +546,12 @@ static void admin_token(void **state) {
   assert_string_equal(www, "Bearer realm=\"warren\"");
   wr_http_response_free(&res);
 
-  const char *wrong[] = {"Authorization: Bearer nope", "Authorization: Bearer s3cret-toke",
-                         "Authorization: Bearer s3cret-token2", "Authorization: Basic czNjcmV0",
-                         "Authorization: Bearer", "Authorization: s3cret-token",
+  const char *wrong[] = {"Authorization: Bearer nope",
+                         "Authorization: Bearer s3cret-toke",
+                         "Authorization: Bearer s3cret-token2",
+                         "Authorization: Basic czNjcmV0",
+                         "Authorization: Bearer",
+                         "Authorization: s3cret-token",
                          "Authorization: Bearers3cret-token"};
   for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
     const char *hs[] = {wrong[i], NULL};
@@ -599,7 +611,8 @@ static void correlation_id(void **state) {
   char long_bad[160] = "X-Correlation-Id: ";
   memset(long_bad + strlen(long_bad), 'a', 129);
   const char *invalid[] = {"X-Correlation-Id: has space", "X-Correlation-Id: semi;colon",
-                           "X-Correlation-Id: \xc3\xa9", long_bad, "X-Correlation-Id: a/b", NULL};
+                           "X-Correlation-Id: \xc3\xa9",  long_bad,
+                           "X-Correlation-Id: a/b",       NULL};
   for (size_t i = 0; invalid[i]; i++) {
     const char *h1[] = {invalid[i], NULL};
     res = th_do("GET", url("/corr"), h1, NULL, 0);
@@ -672,9 +685,8 @@ static void handler_misuse(void **state) {
   res = th_get(url("/error-utf8"));
   th_assert_error(&res, 422, "invalid_field");
   j = th_json(&res);
-  assert_string_equal(
-      json_string_value(json_object_get(json_object_get(j, "error"), "message")),
-      "bad value \"?? ok\"");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+                      "bad value \"?? ok\"");
   json_decref(j);
   wr_http_response_free(&res);
 }
@@ -722,7 +734,7 @@ static void metrics_recorded(void **state) {
   wr_http_response_free(&res);
   /* metrics are recorded once the response is sent: wait for the last one */
   wait_text w = {m, "warren_http_requests_total{route=\"unmatched\",method=\"other\","
-                   "status=\"404\"} 1\n"};
+                    "status=\"404\"} 1\n"};
   assert_true(wt_wait_until(metrics_show, &w, 5000));
   char *text = wr_metrics_render(m);
   assert_non_null(strstr(text, "# TYPE warren_http_requests_total counter\n"));
@@ -750,9 +762,8 @@ static void start_validation(void **state) {
   o.n_routes = sizeof routes / sizeof routes[0];
   wr_http_server *s2 = NULL;
   wr_err err = {0};
-  const char *bad_addrs[] = {"",        "8080",        "127.0.0.1",    "127.0.0.1:",
-                             ":65536",  ":-1",         "::1:80",       "[::1]",
-                             "[]:80",   "127.0.0.1:80x", ":123456"};
+  const char *bad_addrs[] = {"",       "8080",  "127.0.0.1", "127.0.0.1:",    ":65536", ":-1",
+                             "::1:80", "[::1]", "[]:80",     "127.0.0.1:80x", ":123456"};
   for (size_t i = 0; i < sizeof bad_addrs / sizeof bad_addrs[0]; i++) {
     o.addr = bad_addrs[i];
     assert_int_equal(wr_http_server_start(&o, &s2, &err), WR_EINVAL);
@@ -767,12 +778,12 @@ static void start_validation(void **state) {
 
   /* bad route tables */
   const wr_http_route bad_routes[][1] = {
-      {{"GET", "nohead", h_hello, 0}},       {{"GET", "/a//b", h_hello, 0}},
-      {{"GET", "/a/{}", h_hello, 0}},        {{"GET", "/a/{b-c}", h_hello, 0}},
-      {{"GET", "/a/x{b}", h_hello, 0}},      {{"GET", "/a/", h_hello, 0}},
-      {{"GET", "/a?b", h_hello, 0}},         {{"G ET", "/a", h_hello, 0}},
-      {{NULL, "/a", h_hello, 0}},            {{"GET", NULL, h_hello, 0}},
-      {{"GET", "/a", NULL, 0}},              {{"GET", "/{x}/{x}", h_hello, 0}},
+      {{"GET", "nohead", h_hello, 0}},  {{"GET", "/a//b", h_hello, 0}},
+      {{"GET", "/a/{}", h_hello, 0}},   {{"GET", "/a/{b-c}", h_hello, 0}},
+      {{"GET", "/a/x{b}", h_hello, 0}}, {{"GET", "/a/", h_hello, 0}},
+      {{"GET", "/a?b", h_hello, 0}},    {{"G ET", "/a", h_hello, 0}},
+      {{NULL, "/a", h_hello, 0}},       {{"GET", NULL, h_hello, 0}},
+      {{"GET", "/a", NULL, 0}},         {{"GET", "/{x}/{x}", h_hello, 0}},
       {{"GET", "/a%20", h_hello, 0}},
   };
   for (size_t i = 0; i < sizeof bad_routes / sizeof bad_routes[0]; i++) {
@@ -839,7 +850,7 @@ static void start_validation(void **state) {
 
 /* ---- concurrency -------------------------------------------------------------------- */
 
-#define CLIENTS 8
+#define CLIENTS    8
 #define PER_CLIENT 200
 
 static void *client_main(void *arg) {
@@ -882,11 +893,11 @@ static void concurrent_requests(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(routing),         cmocka_unit_test(bad_encoding),
-      cmocka_unit_test(query_strings),   cmocka_unit_test(json_bodies),
-      cmocka_unit_test(body_limits),     cmocka_unit_test(chunked_uploads),
-      cmocka_unit_test(admin_token),     cmocka_unit_test(correlation_id),
-      cmocka_unit_test(handler_misuse),  cmocka_unit_test(metrics_recorded),
+      cmocka_unit_test(routing),          cmocka_unit_test(bad_encoding),
+      cmocka_unit_test(query_strings),    cmocka_unit_test(json_bodies),
+      cmocka_unit_test(body_limits),      cmocka_unit_test(chunked_uploads),
+      cmocka_unit_test(admin_token),      cmocka_unit_test(correlation_id),
+      cmocka_unit_test(handler_misuse),   cmocka_unit_test(metrics_recorded),
       cmocka_unit_test(start_validation), cmocka_unit_test(concurrent_requests),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -30,8 +30,7 @@
 /* ---- client side ------------------------------------------------------------------ */
 
 static inline wr_http_response th_do(const char *method, const char *url,
-                                     const char *const *headers, const void *body,
-                                     size_t len) {
+                                     const char *const *headers, const void *body, size_t len) {
   wr_http_request req = {.method = method,
                          .url = url,
                          .headers = headers,
@@ -150,8 +149,7 @@ static inline char *th_read_all(int fd, int timeout_ms, bool *closed) {
 
 /* Sends `req` (n bytes) on a fresh connection and returns everything the server sent
  * until it closed (or timeout_ms). */
-static inline char *th_raw(unsigned port, const void *req, size_t n, int timeout_ms,
-                           bool *closed) {
+static inline char *th_raw(unsigned port, const void *req, size_t n, int timeout_ms, bool *closed) {
   int fd = th_connect(port);
   th_send(fd, req, n);
   char *out = th_read_all(fd, timeout_ms, closed);
@@ -180,8 +178,8 @@ typedef struct th_fake {
   unsigned port;
   pthread_t thread;
   const th_step *script;
-  int hold_ms;       /* after the script, keep the connection open this long */
-  bool no_read;      /* do not read the request before answering */
+  int hold_ms;  /* after the script, keep the connection open this long */
+  bool no_read; /* do not read the request before answering */
   char request[65536];
   size_t request_len;
 } th_fake;

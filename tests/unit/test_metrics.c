@@ -40,18 +40,18 @@ static void render_exact(void **state) {
   wr_counter_add(applied, 1);
   wr_counter_add(dup, 3);
   /* The same (name, labels) is the same handle. */
-  assert_ptr_equal(applied, wr_metrics_counter(m, "warren_events_consumed_total",
-                                               "Events consumed.",
-                                               "queue=\"q1\",result=\"applied\""));
+  assert_ptr_equal(applied,
+                   wr_metrics_counter(m, "warren_events_consumed_total", "Events consumed.",
+                                      "queue=\"q1\",result=\"applied\""));
 
-  wr_gauge *pending = wr_metrics_gauge(m, "warren_outbox_pending", "Rows waiting.\nSecond \\ line",
-                                       NULL);
+  wr_gauge *pending =
+      wr_metrics_gauge(m, "warren_outbox_pending", "Rows waiting.\nSecond \\ line", NULL);
   wr_gauge_set(pending, 7);
   wr_gauge_add(pending, 0.5);
 
   const double b[] = {0.1, 0.5, 1};
-  wr_histogram *h = wr_metrics_histogram(m, "warren_sync_latency_seconds", "Sync latency.",
-                                         "queue=\"q1\"", b, 3);
+  wr_histogram *h =
+      wr_metrics_histogram(m, "warren_sync_latency_seconds", "Sync latency.", "queue=\"q1\"", b, 3);
   assert_non_null(h);
   wr_histogram_observe(h, 0.05);
   wr_histogram_observe(h, 0.1); /* le is inclusive: lands in 0.1 */
@@ -76,27 +76,26 @@ static void render_exact(void **state) {
 
   char *text = wr_metrics_render(m);
   assert_non_null(text);
-  const char *want =
-      "# HELP warren_events_consumed_total Events consumed.\n"
-      "# TYPE warren_events_consumed_total counter\n"
-      "warren_events_consumed_total{queue=\"q1\",result=\"applied\"} 42\n"
-      "warren_events_consumed_total{queue=\"q1\",result=\"duplicate\"} 3\n"
-      "# HELP warren_outbox_pending Rows waiting.\\nSecond \\\\ line\n"
-      "# TYPE warren_outbox_pending gauge\n"
-      "warren_outbox_pending 7.5\n"
-      "# HELP warren_sync_latency_seconds Sync latency.\n"
-      "# TYPE warren_sync_latency_seconds histogram\n"
-      "warren_sync_latency_seconds_bucket{queue=\"q1\",le=\"0.1\"} 2\n"
-      "warren_sync_latency_seconds_bucket{queue=\"q1\",le=\"0.5\"} 2\n"
-      "warren_sync_latency_seconds_bucket{queue=\"q1\",le=\"1\"} 3\n"
-      "warren_sync_latency_seconds_bucket{queue=\"q1\",le=\"+Inf\"} 4\n"
-      "warren_sync_latency_seconds_sum{queue=\"q1\"} 3.85\n"
-      "warren_sync_latency_seconds_count{queue=\"q1\"} 4\n"
-      "# HELP warren_consumer_lag_messages Queue depth.\n"
-      "# TYPE warren_consumer_lag_messages gauge\n"
-      "warren_consumer_lag_messages{queue=\"a\\\"b\\\\c\\nd\"} 12\n"
-      "# TYPE warren_bare_total counter\n"
-      "warren_bare_total 18446744073709551615\n";
+  const char *want = "# HELP warren_events_consumed_total Events consumed.\n"
+                     "# TYPE warren_events_consumed_total counter\n"
+                     "warren_events_consumed_total{queue=\"q1\",result=\"applied\"} 42\n"
+                     "warren_events_consumed_total{queue=\"q1\",result=\"duplicate\"} 3\n"
+                     "# HELP warren_outbox_pending Rows waiting.\\nSecond \\\\ line\n"
+                     "# TYPE warren_outbox_pending gauge\n"
+                     "warren_outbox_pending 7.5\n"
+                     "# HELP warren_sync_latency_seconds Sync latency.\n"
+                     "# TYPE warren_sync_latency_seconds histogram\n"
+                     "warren_sync_latency_seconds_bucket{queue=\"q1\",le=\"0.1\"} 2\n"
+                     "warren_sync_latency_seconds_bucket{queue=\"q1\",le=\"0.5\"} 2\n"
+                     "warren_sync_latency_seconds_bucket{queue=\"q1\",le=\"1\"} 3\n"
+                     "warren_sync_latency_seconds_bucket{queue=\"q1\",le=\"+Inf\"} 4\n"
+                     "warren_sync_latency_seconds_sum{queue=\"q1\"} 3.85\n"
+                     "warren_sync_latency_seconds_count{queue=\"q1\"} 4\n"
+                     "# HELP warren_consumer_lag_messages Queue depth.\n"
+                     "# TYPE warren_consumer_lag_messages gauge\n"
+                     "warren_consumer_lag_messages{queue=\"a\\\"b\\\\c\\nd\"} 12\n"
+                     "# TYPE warren_bare_total counter\n"
+                     "warren_bare_total 18446744073709551615\n";
   assert_string_equal(text, want);
   free(text);
 
@@ -140,14 +139,15 @@ static void render_special_values(void **state) {
   assert_non_null(h);
   wr_histogram_observe(h, -2);
   text = wr_metrics_render(m);
-  assert_non_null(strstr(text, "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum -2\nh_count 1\n"));
+  assert_non_null(
+      strstr(text, "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum -2\nh_count 1\n"));
   free(text);
   wr_metrics_free(m);
 }
 
 /* ---- concurrency ----------------------------------------------------------------- */
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 100000
 
 typedef struct worker {
@@ -286,14 +286,13 @@ static void misuse_is_refused(void **state) {
   assert_null(wr_metrics_counter(m, NULL, "", NULL));
   assert_non_null(wr_metrics_counter(m, "ns:sub_total", "", NULL)); /* colons are fine */
   /* labels */
-  const char *bad_labels[] = {"a",           "a=1",          "a=\"1",       "a=\"1\",",
-                              "a=\"1\"b=\"2\"", "1a=\"x\"",      "a=\"x\\q\"",  "a=\"x\ny\"",
-                              "a=\"1\",a=\"2\"", "a=\"\xff\"",   " a=\"1\"",    "a =\"1\"",
-                              "a=\"\xc0\xaf\""};
+  const char *bad_labels[] = {
+      "a",        "a=1",        "a=\"1",         "a=\"1\",",        "a=\"1\"b=\"2\"",
+      "1a=\"x\"", "a=\"x\\q\"", "a=\"x\ny\"",    "a=\"1\",a=\"2\"", "a=\"\xff\"",
+      " a=\"1\"", "a =\"1\"",   "a=\"\xc0\xaf\""};
   for (size_t i = 0; i < sizeof bad_labels / sizeof bad_labels[0]; i++) {
     assert_null(wr_metrics_counter(m, "y_total", "", bad_labels[i]));
-    assert_int_equal(wr_metrics_gauge_fn(m, "y_g", "", bad_labels[i], depth_fn, &one),
-                     WR_EINVAL);
+    assert_int_equal(wr_metrics_gauge_fn(m, "y_g", "", bad_labels[i], depth_fn, &one), WR_EINVAL);
   }
   assert_non_null(wr_metrics_counter(m, "y_total", "", "a=\"\",b=\"x\\\"y\\\\z\\n\",_c=\"é\""));
   /* histograms: le is reserved; buckets strictly increasing, finite; same per name */
