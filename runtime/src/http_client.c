@@ -379,7 +379,9 @@ static int read_head(conn *c, dbuf *headers, int *status) {
   *status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
   rc = db_put(headers, line.p, line.len);
   while (rc == 0) {
-    rc = read_line(c, &line, MAX_HEADER_BLOCK - headers->len, WR_ETOOBIG);
+    /* the block's budget: each stored line also costs its CR LF separator */
+    size_t left = headers->len + 2 >= MAX_HEADER_BLOCK ? 0 : MAX_HEADER_BLOCK - headers->len - 2;
+    rc = read_line(c, &line, left, WR_ETOOBIG);
     if (rc || line.len == 0)
       break;
     if (memchr(line.p, '\0', line.len) || !memchr(line.p, ':', line.len) || line.p[0] == ' ' ||

@@ -182,13 +182,20 @@ static void size_caps(void **state) {
   static const th_step eof[] = {{"HTTP/1.1 200 OK\r\n\r\n0123456789A", 0, 0}, {NULL, 0, 0}};
   assert_int_equal(run(eof, 0, &req, &res, &err, &f), WR_ETOOBIG);
   /* a header block over 64 KiB */
-  char *huge = malloc(70 * 1024);
+  char *huge = malloc(100 * 1024);
   strcpy(huge, "HTTP/1.1 200 OK\r\nX-Big: ");
   size_t off = strlen(huge);
   memset(huge + off, 'h', 68 * 1024);
   strcpy(huge + off + 68 * 1024, "\r\n\r\n");
   th_step big[] = {{huge, 0, 0}, {NULL, 0, 0}};
   req.max_response = 0;
+  assert_int_equal(run(big, 0, &req, &res, &err, &f), WR_ETOOBIG);
+  /* many small header lines adding up to more than 64 KiB */
+  size_t at = (size_t)sprintf(huge, "HTTP/1.1 200 OK\r\n");
+  for (int i = 0; i < 3000; i++)
+    at += (size_t)sprintf(huge + at, "X-H-%04d: 0123456789\r\n", i);
+  strcpy(huge + at, "\r\n");
+  assert_true(at > 64 * 1024 && at < 70 * 1024);
   assert_int_equal(run(big, 0, &req, &res, &err, &f), WR_ETOOBIG);
   free(huge);
   /* the default cap is 64 MiB: an announced 100 MiB is refused before reading */

@@ -140,6 +140,12 @@ static void h_error_utf8(wr_http_req *r, void *user) {
   wr_http_reply_error(r, 422, "invalid_field", "bad value \"%s\"", "\xff\xfe ok");
 }
 
+static void h_head(wr_http_req *r, void *user) {
+  (void)user;
+  wr_http_reply_header(r, "X-Head", "explicit");
+  wr_http_reply_empty(r, 204);
+}
+
 static void h_root(wr_http_req *r, void *user) {
   (void)user;
   wr_http_reply_json(r, 200, json_pack("{s:s}", "root", "yes"));
@@ -161,6 +167,7 @@ static const wr_http_route routes[] = {
     {"POST", "/raw", h_raw, 0},
     {"GET", "/query", h_query, 0},
     {"GET", "/corr", h_corr, 0},
+    {"HEAD", "/corr", h_head, 0},
     {"GET", "/a/{x}/b/{y}", h_two_params, 0},
     {"GET", "/bad-reply", h_bad_reply, 0},
     {"GET", "/error-utf8", h_error_utf8, 0},
@@ -268,6 +275,16 @@ static void routing(void **state) {
   wr_http_response_free(&res);
   res = th_do("POST", url("/customers/checksums"), NULL, "{}", 2);
   th_assert_error(&res, 405, "method_not_allowed");
+  wr_http_response_free(&res);
+
+  /* an explicit HEAD route wins over the GET fallback */
+  res = th_do("HEAD", url("/corr"), NULL, NULL, 0);
+  assert_int_equal(res.status, 204);
+  assert_true(wr_http_response_header(&res, "X-Head", allow, sizeof allow));
+  wr_http_response_free(&res);
+  res = th_do("BREW", url("/corr"), NULL, NULL, 0);
+  assert_true(wr_http_response_header(&res, "Allow", allow, sizeof allow));
+  assert_string_equal(allow, "GET, HEAD");
   wr_http_response_free(&res);
 
   /* HEAD is served by the GET route, without a body */
