@@ -223,6 +223,10 @@ struct wr_consumer {
   wr_histogram *m_batch;
   wr_gauge *m_lag;
 
+  wr_batch_flush_fn batch_flush;
+  wr_batch_discard_fn batch_discard;
+  void *batch_user;
+
   wr__consumer_hook_fn hook;
   void *hook_user;
 };
@@ -449,6 +453,20 @@ int wr_consumer_on(wr_consumer *c, const wr_event_type *t, wr_dispatch_fn dispat
     return WR_ENOMEM;
   c->handlers = nh;
   c->handlers[c->n_handlers++] = (handler){t, dispatch, handler_fn, user};
+  return 0;
+}
+
+int wr_consumer_on_batch(wr_consumer *c, wr_batch_flush_fn flush, wr_batch_discard_fn discard,
+                         void *user) {
+  if (!c || !flush)
+    return WR_EINVAL;
+  if (c->thread_started)
+    return WR_ESTATE;
+  if (c->batch_flush)
+    return WR_EEXIST;
+  c->batch_flush = flush;
+  c->batch_discard = discard;
+  c->batch_user = user;
   return 0;
 }
 
@@ -935,6 +953,14 @@ static void rollback(wr_consumer *c) {
   }
 }
 
+/* Abandons the transaction: ROLLBACK, and tell the batch hooks to forget what their
+ * handlers buffered. */
+static void txn_abort(wr_consumer *c) {
+  rollback(c);
+  if (c->batch_discard)
+    c->batch_discard(c, c->batch_user);
+}
+
 static int str_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -1025,16 +1051,20 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
     it->code = 0;
     it->err[0] = '\0';
   }
-  if (wr_db_exec(c->db, "BEGIN", err) < 0)
-    return TX_DB;
-  if (inbox_insert(c, err) < 0) {
-    rollback(c);
+  if (wr_db_exec(c->db, "BEGIN", err) < 0) {
+    txn_abort(c);
     return TX_DB;
   }
+  if (inbox_insert(c, err) < 0) {
+    txn_abort(c);
+    return TX_DB;
+  }
+  bool any_fresh = false;
   for (size_t k = 0; k < c->n_txn; k++) {
     item *it = &c->items[c->txn[k]];
     if (!it->fresh)
       continue;
+    any_fresh = true;
     it->msg = (wr_msg){.c = c, .it = it, .ob_ready = false};
     int rc = it->h->dispatch(&it->msg, it->ev, it->h->fn, it->h->user);
     if (rc > 0) {
@@ -1050,7 +1080,7 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
     }
     if (rc != 0) {
       bool broken = wr_db_broken(c->db);
-      rollback(c);
+      txn_abort(c);
       if (broken) {
         wr_err_set(err, WR_EDB, "connection lost during a handler");
         return TX_DB;
@@ -1062,13 +1092,38 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
       return TX_FAIL;
     }
   }
+  if (c->batch_flush && any_fresh) {
+    wr_err e;
+    wr_err_clear(&e);
+    int rc = c->batch_flush(c, c->db, c->batch_user, &e);
+    if (rc > 0)
+      rc = WR_EHANDLER;
+    if (rc == 0 && PQtransactionStatus(c->db) == PQTRANS_INERROR)
+      rc = wr_err_set(&e, WR_EDB, "batch flush returned success but a statement failed: %.400s",
+                      PQerrorMessage(c->db));
+    if (rc != 0) {
+      bool broken = wr_db_broken(c->db);
+      txn_abort(c);
+      if (broken) {
+        *err = e;
+        return TX_DB;
+      }
+      if (c->n_txn == 1) {
+        item *it = &c->items[c->txn[0]];
+        it->code = rc;
+        snprintf(it->err, sizeof it->err, "batch flush: %s", e.msg[0] ? e.msg : wr_strerror(rc));
+        *failed = 0;
+      }
+      return TX_FAIL;
+    }
+  }
   if (c->keys_loaded) {
     wr_err e;
     wr_err_clear(&e);
     int rc = guard_save(c, &e);
     if (rc != 0) {
       bool broken = wr_db_broken(c->db);
-      rollback(c);
+      txn_abort(c);
       if (rc == 1)
         return TX_CONFLICT;
       if (broken) {
@@ -1092,7 +1147,7 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
     wr_db_check(c->db, r, PGRES_COMMAND_OK, "commit", &e);
     PQclear(r);
     bool broken = wr_db_broken(c->db);
-    rollback(c);
+    txn_abort(c);
     if (broken) {
       /* The commit may or may not have happened: running the batch again is safe
        * either way, the inbox turns the second run into duplicates. */

@@ -625,6 +625,49 @@ static void unconfirmed_copy_requeued_after_backoff(void **state) {
   fx_done(&f);
 }
 
+/* Set-based handlers (wr_consumer_on_batch): the flush writes the batch's rows; when
+ * it refuses (one bad row), the transaction is rolled back, the buffer discarded, and
+ * the batch run one by one: only the bad row's message fails (to the DLQ here), the
+ * others are applied. */
+static void batch_hooks_flush_and_discard(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f, "hooks");
+  f.buffered = true;
+  snprintf(f.flush_refuse, sizeof f.flush_refuse, "bad");
+  f.opts.batch_size = 100;
+  f.opts.batch_wait_ms = 300;
+  f.opts.n_retry_delays = 0;
+  fx_create(&f);
+  assert_int_equal(wr_consumer_on_batch(f.c, fx_flush, fx_discard, &f), WR_EEXIST);
+  assert_int_equal(wr_consumer_on_batch(f.c, NULL, NULL, NULL), WR_EINVAL);
+  for (int i = 0; i < 10; i++) {
+    char agg[16];
+    snprintf(agg, sizeof agg, "f%d", i);
+    fx_simple(&f, TESTEV_CREATED, agg, 1, "ok");
+    fx_simple(&f, TESTEV_UPDATED, agg, 2, "ok"); /* two rows of one widget in a batch */
+    if (i == 4)
+      fx_simple(&f, TESTEV_CREATED, "bad", 1, "ok");
+  }
+  assert_int_equal(wr_consumer_start(f.c), 0);
+  FX_WAIT_STAT(&f, applied, 20, 30000);
+  FX_WAIT_STAT(&f, dead_lettered, 1, 30000);
+  fx_stop(&f, "hooks");
+  printf("[ figures  ] flushes=%d discards=%d\n", f.flushes, f.discards);
+  assert_true(f.discards >= 2); /* the batch, and the bad message alone */
+  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE version = 2 AND count = 20"), 10);
+  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE id = 'bad'"), 0);
+  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM history"), 20);
+  assert_int_equal(f.n_rows, 0);
+  amqp_envelope_t env;
+  dlq_take(&f, &env);
+  char err[300];
+  assert_true(hdr_str(&env.message.properties.headers, "x-warren-error", err, sizeof err));
+  assert_non_null(strstr(err, "flush refuses widget bad"));
+  amqp_destroy_envelope(&env);
+  fx_done(&f);
+}
+
 /* ---- crash windows and stop ------------------------------------------------------------ */
 
 static void drop_link_once(wr_consumer *c, wr__consumer_point point, void *user) {
@@ -821,6 +864,7 @@ int main(void) {
       cmocka_unit_test(unknown_types_skipped),
       cmocka_unit_test(batch_fallback_isolates_poison),
       cmocka_unit_test(unconfirmed_copy_requeued_after_backoff),
+      cmocka_unit_test(batch_hooks_flush_and_discard),
       cmocka_unit_test(crash_between_commit_and_ack),
       cmocka_unit_test(clean_stop_acks_in_flight),
       cmocka_unit_test(database_killed_mid_batch),

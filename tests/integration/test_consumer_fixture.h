@@ -15,7 +15,9 @@
  *   "crash"         ends the process (_exit(3)): for tests running the consumer in a
  *                   child process
  * and a data.id different from meta.aggregate_id is rejected. Everything else is
- * applied through the version guard. */
+ * applied through the version guard. With fx.buffered (set before fx_create), created
+ * and updated widgets are buffered and written set-based by a batch flush hook
+ * (wr_consumer_on_batch); a flush refuses a batch holding the widget fx.flush_refuse. */
 #ifndef WARREN_TEST_CONSUMER_FIXTURE_H
 #define WARREN_TEST_CONSUMER_FIXTURE_H
 
@@ -48,6 +50,15 @@ typedef struct fx_attempt {
   int64_t at_ms;
 } fx_attempt;
 
+typedef struct fx_row {
+  char id[64];
+  char name[64];
+  char event_id[WR_UUID_STRLEN];
+  int64_t count;
+  uint64_t version;
+  const char *kind;
+} fx_row;
+
 typedef struct fx {
   char queue[96];
   char exchange[96];
@@ -64,6 +75,11 @@ typedef struct fx {
   pthread_mutex_t mu;
   fx_attempt attempts[FX_MAX_ATTEMPTS];
   size_t n_attempts;
+  bool buffered;
+  char flush_refuse[64];
+  fx_row *rows;
+  size_t n_rows, cap_rows;
+  int flushes, discards;
 } fx;
 
 /* ---- the handler ------------------------------------------------------------------ */
@@ -127,6 +143,24 @@ static inline int fx_handle(wr_msg *m, const ProtobufCMessage *ev, wr_fnptr fn, 
     return g;
   if (g == 0)
     return 0; /* stale */
+  if (f->buffered && t->kind != WR_KIND_DELETED && strcmp(behaviour, "outbox") != 0) {
+    if (f->n_rows == f->cap_rows) {
+      size_t cap = f->cap_rows ? f->cap_rows * 2 : 256;
+      fx_row *nr = realloc(f->rows, cap * sizeof *nr);
+      if (!nr)
+        return WR_ENOMEM;
+      f->rows = nr;
+      f->cap_rows = cap;
+    }
+    fx_row *r = &f->rows[f->n_rows++];
+    snprintf(r->id, sizeof r->id, "%s", meta->aggregate_id);
+    snprintf(r->name, sizeof r->name, "%s", w ? w->name : "");
+    snprintf(r->event_id, sizeof r->event_id, "%s", meta->event_id);
+    r->count = w ? w->count : 0;
+    r->version = meta->version;
+    r->kind = wr_event_kind_name(t->kind);
+    return 0;
+  }
   char ver[24], cnt[24];
   snprintf(ver, sizeof ver, "%" PRIu64, meta->version);
   snprintf(cnt, sizeof cnt, "%" PRId64, w ? w->count : (int64_t)0);
@@ -170,6 +204,101 @@ static inline int fx_handle(wr_msg *m, const ProtobufCMessage *ev, wr_fnptr fn, 
       return wr_msg_fail(m, rc, "outbox append failed");
   }
   return 0;
+}
+
+/* Appends s as an element to the PostgreSQL array literal buf[0..*len) (capacity cap;
+ * test data fits). */
+static inline void fx_arr_add(char *buf, size_t cap, size_t *len, const char *s, bool quote) {
+  size_t n = *len;
+  if (n > 1 && n + 1 < cap)
+    buf[n++] = ',';
+  if (quote && n + 1 < cap)
+    buf[n++] = '"';
+  for (const char *p = s; *p && n + 3 < cap; p++) {
+    if (quote && (*p == '"' || *p == '\\'))
+      buf[n++] = '\\';
+    buf[n++] = *p;
+  }
+  if (quote && n + 1 < cap)
+    buf[n++] = '"';
+  buf[n] = '\0';
+  *len = n;
+}
+
+static inline int fx_flush(wr_consumer *c, PGconn *db, void *user, wr_err *err) {
+  (void)c;
+  fx *f = user;
+  f->flushes++;
+  for (size_t i = 0; i < f->n_rows; i++)
+    if (f->flush_refuse[0] && strcmp(f->rows[i].id, f->flush_refuse) == 0)
+      return wr_err_set(err, WR_EHANDLER, "flush refuses widget %s", f->rows[i].id);
+  size_t cap = 256 + f->n_rows * 160;
+  char *a[8];
+  size_t len[8];
+  for (int k = 0; k < 8; k++) {
+    a[k] = malloc(cap);
+    if (!a[k])
+      return WR_ENOMEM;
+    snprintf(a[k], cap, "{");
+    len[k] = 1;
+  }
+  for (size_t i = 0; i < f->n_rows; i++) {
+    const fx_row *r = &f->rows[i];
+    char num[32], ver[32];
+    snprintf(num, sizeof num, "%" PRId64, r->count);
+    snprintf(ver, sizeof ver, "%" PRIu64, r->version);
+    bool last = true; /* the view takes the last (newest) row of each widget */
+    for (size_t j = i + 1; j < f->n_rows; j++)
+      if (strcmp(f->rows[j].id, r->id) == 0)
+        last = false;
+    if (last) {
+      fx_arr_add(a[0], cap, &len[0], r->id, true);
+      fx_arr_add(a[1], cap, &len[1], r->name, true);
+      fx_arr_add(a[2], cap, &len[2], num, false);
+      fx_arr_add(a[3], cap, &len[3], ver, false);
+    }
+    fx_arr_add(a[4], cap, &len[4], r->id, true);
+    fx_arr_add(a[5], cap, &len[5], ver, false);
+    fx_arr_add(a[6], cap, &len[6], r->event_id, false);
+    fx_arr_add(a[7], cap, &len[7], r->kind, true);
+  }
+  for (int k = 0; k < 8; k++) {
+    a[k][len[k]] = '}';
+    a[k][len[k] + 1] = '\0';
+  }
+  const char *p1[4] = {a[0], a[1], a[2], a[3]};
+  const char *p2[4] = {a[4], a[5], a[6], a[7]};
+  int rc = 0;
+  PGresult *r = PQexecParams(db,
+                             "INSERT INTO widgets (id, name, count, version)"
+                             " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
+                             " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,"
+                             " count = EXCLUDED.count, version = EXCLUDED.version",
+                             4, NULL, p1, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    rc = wr_err_set(err, WR_EDB, "flush widgets: %s", PQerrorMessage(db));
+  PQclear(r);
+  if (rc == 0) {
+    r = PQexecParams(db,
+                     "INSERT INTO history (id, version, event_id, kind)"
+                     " SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[])",
+                     4, NULL, p2, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = wr_err_set(err, WR_EDB, "flush history: %s", PQerrorMessage(db));
+    PQclear(r);
+  }
+  for (int k = 0; k < 8; k++)
+    free(a[k]);
+  if (rc == 0)
+    f->n_rows = 0;
+  return rc;
+}
+
+static inline void fx_discard(wr_consumer *c, void *user) {
+  (void)c;
+  fx *f = user;
+  f->discards++;
+  f->n_rows = 0;
 }
 
 /* ---- setup and teardown ------------------------------------------------------------ */
@@ -233,6 +362,8 @@ static inline void fx_create(fx *f) {
     fail_msg("consumer new: %s", e.msg);
   for (int i = 0; i < 3; i++)
     assert_int_equal(wr_consumer_on(f->c, &f->types[i], fx_handle, NULL, f), 0);
+  if (f->buffered)
+    assert_int_equal(wr_consumer_on_batch(f->c, fx_flush, fx_discard, f), 0);
   if (wr_consumer_declare(f->c, &e) != 0)
     fail_msg("consumer declare: %s", e.msg);
 }
@@ -285,6 +416,7 @@ static inline void fx_done(fx *f) {
   PQfinish(f->pg);
   wt_db_drop(f->db_url);
   wr_metrics_free(f->metrics);
+  free(f->rows);
   pthread_mutex_destroy(&f->mu);
 }
 

@@ -18,7 +18,15 @@
  * skipped instead).
  *
  * The consumer owns its threads' connections: one AMQP connection and one PGconn,
- * reconnected with backoff. */
+ * reconnected with backoff. A lost broker connection costs nothing but redeliveries
+ * (unacked deliveries come back; the inbox absorbs what was already committed); a
+ * lost database keeps the batch in memory and runs it again after reconnecting. A
+ * copy (retry tier or DLQ) the broker does not confirm is not acked away: its
+ * original is requeued after a backoff, never in a hot loop.
+ *
+ * Throughput comes from the batch: one inbox statement, one read and one write of
+ * the version guard (wr_msg_guard decides in memory), optionally one set-based write
+ * of the handlers' rows (wr_consumer_on_batch), one COMMIT and one ack per batch. */
 #ifndef WARREN_CONSUMER_H
 #define WARREN_CONSUMER_H
 
@@ -45,16 +53,26 @@ typedef struct wr_consumer_opts {
   const char *database_url;        /* required */
   const wr_conn_opts *amqp;        /* required; copied */
   wr_queue_type queue_type;
-  uint16_t prefetch;               /* broker-side window (basic.qos) */
-  unsigned batch_size;             /* deliveries per transaction (1 = no batching) */
-  unsigned batch_wait_ms;          /* how long to wait to fill a batch */
-  const unsigned *retry_delays_ms; /* retry tiers; NULL = default 1s, 5s, 30s, 120s */
+  uint16_t prefetch;               /* broker-side window (basic.qos), >= 1; keep it
+                                      >= batch_size or batches never fill */
+  unsigned batch_size;             /* deliveries per transaction, 1..10000 (1 = none) */
+  unsigned batch_wait_ms;          /* how long to wait to fill a batch (<= 60000) */
+  const unsigned *retry_delays_ms; /* retry tiers, each > 0, at most 32; NULL =
+                                      default 1s, 5s, 30s, 120s */
   size_t n_retry_delays;           /* 0 with a non-NULL array = no retries */
-  unsigned delivery_limit;         /* quorum crash-loop guard (0 = none) */
+  unsigned delivery_limit;         /* quorum crash-loop guard (0 = none). RabbitMQ
+                                      counts a delivery for every unacked message of
+                                      a connection that dies, so messages prefetched
+                                      with a process-killing one count too: they may
+                                      reach the DLQ with it (replayable) */
   wr_unknown_policy unknown_types;
-  size_t max_message_size;         /* larger bodies go to the DLQ undecoded */
-  unsigned inbox_retention_s;      /* inbox rows older than this are deleted */
-  unsigned inbox_cleanup_interval_s;
+  size_t max_message_size;         /* larger bodies go to the DLQ undecoded (0 = no
+                                      limit) */
+  unsigned inbox_retention_s;      /* inbox rows older than this are deleted; the
+                                      trade-off: a duplicate arriving later than
+                                      that is no longer recognised by the inbox (the
+                                      version guard still refuses it as stale) */
+  unsigned inbox_cleanup_interval_s; /* 0 (or retention 0) = no cleanup */
   const char *source_service;      /* for events handlers publish via wr_msg_outbox */
   const char *source_instance;
   wr_metrics *metrics;             /* optional */
@@ -79,18 +97,40 @@ typedef void (*wr_fnptr)(void);
 
 /* The dispatcher generated per event type: casts ev and calls the typed handler.
  * Returns the handler's result: 0 = done (applied or deliberately skipped),
- * WR_EHANDLER (or any negative code) = retry, WR_EREJECT = dead-letter now. */
+ * WR_EHANDLER (or any negative code) = retry, WR_EREJECT = dead-letter now. A
+ * positive value is a contract breach and treated like WR_EHANDLER. Success while
+ * the transaction is aborted (a failed statement whose error the handler ignored) is
+ * a failure too. Handlers run on the consumer's thread, in delivery order. */
 typedef int (*wr_dispatch_fn)(wr_msg *msg, const ProtobufCMessage *ev, wr_fnptr handler,
                               void *user);
 
-/* Copies opts (strings too). Nothing connects yet. Returns 0, WR_EINVAL, WR_ENOMEM. */
+/* Copies opts (strings, retry tiers and opts->amqp). Nothing connects yet. Returns 0,
+ * WR_EINVAL (with the offending option in err), WR_EURL (opts->amqp->urls),
+ * WR_ENOMEM. *out is owned by the caller: wr_consumer_free(). */
 WR_EXPORT int wr_consumer_new(const wr_consumer_opts *opts, wr_consumer **out, wr_err *err);
 
 /* Registers the handler for event type t and binds the work queue to t->exchange with
- * routing key t->type. Must be called before wr_consumer_declare/start. A second
- * registration for the same type is WR_EEXIST. `t` must outlive the consumer. */
+ * routing key t->type. Must be called before wr_consumer_declare/start (else
+ * WR_ESTATE). A second registration for the same type is WR_EEXIST; NULL t, dispatch
+ * or a type without an exchange is WR_EINVAL. `t` must outlive the consumer; user is
+ * handed back to dispatch as is. */
 WR_EXPORT int wr_consumer_on(wr_consumer *c, const wr_event_type *t, wr_dispatch_fn dispatch,
                              wr_fnptr handler, void *user);
+
+/* Optional hooks for handlers that buffer their writes to do them set-based: flush
+ * runs once per transaction, after its handlers and before the version guard is
+ * written and COMMIT, on the transaction's connection (if at least one handler ran).
+ * It returns 0 or a negative code: a failure fails the transaction like a handler
+ * failure (the batch is run again one message per transaction, so a bad row ends up
+ * attributed to its message). discard (may be NULL) runs whenever a transaction is
+ * abandoned (ROLLBACK): forget what the handlers buffered since the last flush.
+ * Rows buffered for one key within a batch must be merged by the flush (the guard
+ * makes later ones newer). Register before declare/start (else WR_ESTATE); once
+ * (else WR_EEXIST). Both run on the consumer's thread. */
+typedef int (*wr_batch_flush_fn)(wr_consumer *c, PGconn *db, void *user, wr_err *err);
+typedef void (*wr_batch_discard_fn)(wr_consumer *c, void *user);
+WR_EXPORT int wr_consumer_on_batch(wr_consumer *c, wr_batch_flush_fn flush,
+                                   wr_batch_discard_fn discard, void *user);
 
 /* Adds everything the consumer declares (domain exchanges, DLX, DLQ, retry tiers, work
  * queue, bindings) to t. For `warren topology` and tests. */
@@ -103,14 +143,19 @@ WR_EXPORT int wr_consumer_declare(wr_consumer *c, wr_err *err);
 
 /* Consumes on the calling thread until wr_consumer_stop() (from another thread or a
  * signal handler via the flag), reconnecting to both servers with backoff. Returns 0
- * after a clean stop: in-flight work is committed and acked, nothing half-done. */
+ * after a clean stop: the batch in progress is committed and acked, nothing
+ * half-done; deliveries prefetched but not started go back to the queue when the
+ * connection closes. Returns an error only for what retrying cannot fix, before
+ * consuming: WR_EURL/WR_EAUTH/WR_EINVAL, a topology conflict (WR_EAMQP, 406/403) or
+ * failed runtime migrations (WR_EDB); the reason is logged. */
 WR_EXPORT int wr_consumer_run(wr_consumer *c);
 
-/* Runs wr_consumer_run on a new thread. */
+/* Runs wr_consumer_run on a new thread. 0, WR_ESTATE (already started), WR_ENOMEM. */
 WR_EXPORT int wr_consumer_start(wr_consumer *c);
 
 /* Asks to stop (async-signal-safe: sets a flag). With a thread started by
- * wr_consumer_start, wr_consumer_join() waits for it. */
+ * wr_consumer_start, wr_consumer_join() waits for it and returns wr_consumer_run's
+ * result (WR_ESTATE if no thread was started). */
 WR_EXPORT void wr_consumer_stop(wr_consumer *c);
 WR_EXPORT int wr_consumer_join(wr_consumer *c);
 
@@ -154,7 +199,14 @@ WR_EXPORT wr_outbox *wr_msg_outbox(wr_msg *m);
  * event's version if it is newer than the stored one and returns 1 (apply), else
  * returns 0 (stale: counted, the handler should return 0 without applying). An event
  * of kind DELETED leaves a tombstone: afterwards only a newer DELETED applies, so a
- * late update cannot resurrect the aggregate. <0 on database error (retry). */
+ * late update cannot resurrect the aggregate. <0 on database error (return it: the
+ * batch is retried). Same rule as wr_guard_advance, decided for the whole
+ * transaction: the first call reads and locks (FOR UPDATE) the stored versions of all
+ * aggregates of the transaction, later calls decide in memory in delivery order, and
+ * the new versions are written before COMMIT (a competing consumer that created an
+ * aggregate's row meanwhile makes the transaction run again, so nothing stale is
+ * ever applied). Calling it twice for one message returns the same answer. Inside a
+ * handler use this, not wr_guard_advance on the same aggregates. */
 WR_EXPORT int wr_msg_guard(wr_msg *m);
 
 /* Marks the message stale for accounting when the handler guards by itself. */
@@ -172,12 +224,16 @@ enum {
 };
 
 /* Same rule as wr_msg_guard on table warren_versions, inside the caller's
- * transaction. Returns 1 (apply), 0 (stale or tombstoned), or WR_EDB. */
+ * transaction (or autocommit), in one statement that takes the row lock. Returns 1
+ * (apply), 0 (stale or tombstoned), WR_EDB, or WR_EINVAL (NULL connection, empty
+ * scope/type/id, version 0 or above INT64_MAX, unknown flags). With WR_GUARD_FORCE
+ * the version and tombstone flag are written whatever is stored (returns 1). */
 WR_EXPORT int wr_guard_advance(PGconn *c, const char *scope, const char *aggregate_type,
                                const char *aggregate_id, uint64_t version, unsigned flags,
                                wr_err *err);
 
-/* The stored version (0 if none) and whether it is a tombstone. 0 or WR_EDB. */
+/* The stored version (0 if none) and whether it is a tombstone. 0, WR_EDB, or
+ * WR_EINVAL (NULL arguments, empty scope/type/id). */
 WR_EXPORT int wr_guard_get(PGconn *c, const char *scope, const char *aggregate_type,
                            const char *aggregate_id, uint64_t *version, bool *tombstone,
                            wr_err *err);
