@@ -294,6 +294,31 @@ static int take(wr_conn *c, const char *dlq, amqp_envelope_t *env, uint32_t *rem
   return rc;
 }
 
+/* Closes the side channel, which gives back the `held` messages not removed, and waits
+ * (bounded by the rpc timeout, at most 5 s) until the queue shows at least that many
+ * ready messages again. A quorum queue takes them back asynchronously after the
+ * channel is gone; without the wait, a walk started right after this one (a replay
+ * after a list) could miss them. Best effort: a concurrent consumer of the DLQ can
+ * keep the count low, and then the wait just ends. */
+static void give_back(wr_conn *c, const char *dlq, uint64_t held) {
+  bool was_open = wr__conn_side_is_open(c, TOOL);
+  wr__conn_side_close(c, TOOL);
+  if (!was_open || held == 0 || !wr_conn_is_open(c))
+    return;
+  unsigned limit = wr__conn_rpc_timeout_ms(c) < 5000 ? wr__conn_rpc_timeout_ms(c) : 5000;
+  int64_t end = wr_mono_ns() / 1000000 + limit;
+  wr_queue_decl d = {.name = dlq, .arguments = amqp_empty_table};
+  for (;;) {
+    uint32_t ready = 0;
+    wr_err e2;
+    if (wr_conn_declare_queue(c, &d, true, &ready, NULL, &e2) != 0 || ready >= held)
+      return;
+    if (wr_mono_ns() / 1000000 >= end)
+      return;
+    wr_sleep_ms(20, NULL);
+  }
+}
+
 /* ---- browse -------------------------------------------------------------------- */
 
 int wr_dlq_browse(wr_conn *c, const char *dlq, size_t limit, wr_dlq_fn fn, void *user,
@@ -308,7 +333,7 @@ int wr_dlq_browse(wr_conn *c, const char *dlq, size_t limit, wr_dlq_fn fn, void 
   if (rc != 0)
     return rc;
   busy_conn = c;
-  uint64_t budget = UINT64_MAX;
+  uint64_t budget = UINT64_MAX, held = 0;
   for (uint64_t index = 0; index < budget && (limit == 0 || index < limit); index++) {
     amqp_envelope_t env;
     uint32_t remaining = 0;
@@ -321,6 +346,7 @@ int wr_dlq_browse(wr_conn *c, const char *dlq, size_t limit, wr_dlq_fn fn, void 
       break;
     if (index == 0)
       budget = (uint64_t)remaining + 1;
+    held++;
     wr_dlq_entry e;
     origin o;
     entry_read(&env, dlq, index, &e, &o);
@@ -330,8 +356,7 @@ int wr_dlq_browse(wr_conn *c, const char *dlq, size_t limit, wr_dlq_fn fn, void 
       break;
   }
   busy_conn = NULL;
-  /* closing the channel gives every message back (no-op if a broker error closed it) */
-  wr__conn_side_close(c, TOOL);
+  give_back(c, dlq, held);
   return rc;
 }
 
@@ -414,7 +439,7 @@ static int walk(wr_conn *c, const char *dlq, const wr_dlq_filter *f, walk_op op,
     }
   }
   busy_conn = c;
-  uint64_t budget = UINT64_MAX;
+  uint64_t budget = UINT64_MAX, held = 0;
   for (uint64_t index = 0; index < budget; index++) {
     amqp_envelope_t env;
     uint32_t remaining = 0;
@@ -427,6 +452,7 @@ static int walk(wr_conn *c, const char *dlq, const wr_dlq_filter *f, walk_op op,
       break;
     if (index == 0)
       budget = (uint64_t)remaining + 1;
+    held++;
     if (!selected(f, &env.message.properties)) {
       amqp_destroy_envelope(&env); /* held unacked: given back at the end */
       continue;
@@ -442,10 +468,11 @@ static int walk(wr_conn *c, const char *dlq, const wr_dlq_filter *f, walk_op op,
     amqp_destroy_envelope(&env);
     if (rc != 0)
       break;
+    held--;
     (*count)++;
   }
   busy_conn = NULL;
-  wr__conn_side_close(c, TOOL);
+  give_back(c, dlq, held);
   return rc;
 }
 
