@@ -52,7 +52,7 @@
  * the library servicing heartbeats while idle. */
 #define FIRST_WAIT_MS 200
 /* Queue depth refresh for warren_consumer_lag_messages. */
-#define LAG_INTERVAL_MS 5000
+#define LAG_INTERVAL_MS 2000
 /* Inbox cleanup: rows per DELETE, DELETEs per cleanup slot (the rest waits a second). */
 #define CLEANUP_CHUNK 1000
 #define CLEANUP_CHUNKS_PER_SLOT 20
@@ -1484,10 +1484,10 @@ static void ack_batch(wr_consumer *c, uint64_t gen) {
     else if (!item_done(it))
       requeue = true;
   }
-  if (requeue) {
+  if (requeue && wr_conn_is_open(c->conn)) {
     /* Not a hot loop: the messages whose copies failed come back only after a pause,
      * also when the failure closed the channel and the broker requeued them itself
-     * (a missing DLX exchange: 404). */
+     * (a missing DLX exchange: 404). A lost connection has its own reconnect backoff. */
     unsigned ms = wr_backoff_ms(c->copy_fail_streak++, BACKOFF_BASE_MS, BACKOFF_MAX_MS);
     wr_log_warn(NULL, "consumer %s: retry/DLQ copies not confirmed, requeueing originals in %u ms",
                 c->queue, ms);
@@ -1720,6 +1720,8 @@ int wr_consumer_run(wr_consumer *c) {
     if (rc > 0) {
       process_batch(c);
     } else if (rc < 0 && rc != WR_ETIMEDOUT) {
+      if (rc == WR_ESTOPPED)
+        c->consuming = false; /* wr_conn dropped the consumer: start it again */
       if (wr_conn_is_open(c->conn)) {
         /* The consumer was cancelled (queue deleted) or the channel failed: reconnect
          * from scratch, which declares the topology again. */

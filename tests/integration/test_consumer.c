@@ -668,6 +668,80 @@ static void batch_hooks_flush_and_discard(void **state) {
   fx_done(&f);
 }
 
+typedef struct lag_arg {
+  wr_gauge *g;
+} lag_arg;
+
+static bool lag_positive(void *user) {
+  lag_arg *a = user;
+  return wr_gauge_value(a->g) > 0;
+}
+
+/* warren_consumer_lag_messages follows the queue depth while a backlog drains. */
+static void lag_metric(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f, "lag");
+  assert_int_equal(wr_metrics_new(&f.metrics), 0);
+  f.opts.metrics = f.metrics;
+  f.opts.batch_size = 5;
+  f.opts.prefetch = 5;
+  f.handler_sleep_ms = 20;
+  fx_create(&f);
+  for (int i = 0; i < 200; i++) {
+    char agg[16];
+    snprintf(agg, sizeof agg, "l%03d", i);
+    fx_simple(&f, TESTEV_CREATED, agg, 1, "slow");
+  }
+  char labels[200];
+  snprintf(labels, sizeof labels, "queue=\"%s\"", f.queue);
+  lag_arg a = {wr_metrics_gauge(f.metrics, "warren_consumer_lag_messages",
+                                "Messages ready in the consumer's queue.", labels)};
+  assert_non_null(a.g);
+  assert_int_equal(wr_consumer_start(f.c), 0);
+  assert_true(wt_wait_until(lag_positive, &a, 20000));
+  printf("[ figures  ] lag gauge %.0f while draining 200\n", wr_gauge_value(a.g));
+  assert_true(wr_gauge_value(a.g) <= 200);
+  fx_stop(&f, "lag");
+  fx_done(&f);
+}
+
+typedef struct exists_arg {
+  fx *f;
+} exists_arg;
+
+static bool queue_exists(void *user) {
+  exists_arg *a = user;
+  return fx_depth(a->f, "") >= 0;
+}
+
+/* The work queue is deleted under a running consumer: the broker cancels it, the
+ * consumer reconnects, declares its topology again and consumes the new queue. */
+static void queue_deleted_is_recreated(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f, "qdel");
+  fx_start(&f);
+  fx_simple(&f, TESTEV_CREATED, "q1", 1, "ok");
+  FX_WAIT_STAT(&f, applied, 1, 20000);
+  amqp_connection_state_t a = wt_amqp_connect();
+  wt_amqp_delete_queue(a, f.queue);
+  wt_amqp_close(a);
+  usleep(300000);
+  exists_arg ea = {&f};
+  assert_true(wt_wait_until(queue_exists, &ea, 30000));
+  /* bound again: an event published now is delivered and applied */
+  for (int64_t end = wt_now_ms() + 30000; fx_stats(&f).applied < 2;) {
+    fx_simple(&f, TESTEV_UPDATED, "q1", 2 + (uint64_t)(fx_stats(&f).applied), "ok");
+    if (wt_now_ms() > end)
+      fail_msg("nothing consumed after the queue was recreated");
+    usleep(500000);
+  }
+  assert_true(fx_stats(&f).reconnects >= 1);
+  fx_stop(&f, "queue deleted");
+  fx_done(&f);
+}
+
 /* ---- crash windows and stop ------------------------------------------------------------ */
 
 static void drop_link_once(wr_consumer *c, wr__consumer_point point, void *user) {
@@ -865,6 +939,8 @@ int main(void) {
       cmocka_unit_test(batch_fallback_isolates_poison),
       cmocka_unit_test(unconfirmed_copy_requeued_after_backoff),
       cmocka_unit_test(batch_hooks_flush_and_discard),
+      cmocka_unit_test(lag_metric),
+      cmocka_unit_test(queue_deleted_is_recreated),
       cmocka_unit_test(crash_between_commit_and_ack),
       cmocka_unit_test(clean_stop_acks_in_flight),
       cmocka_unit_test(database_killed_mid_batch),
