@@ -203,7 +203,7 @@ static void watchdog_stop(watchdog *w) {
   w->started = false;
 }
 
-static void watchdog_arm(watchdog *w, int fd, unsigned ms) {
+static void watchdog_arm(watchdog *w, int fd, int64_t ms) {
   if (!w->started || fd < 0)
     return;
   pthread_mutex_lock(&w->mu);
@@ -289,6 +289,7 @@ struct wr_conn {
   pend *pv;
   size_t ph, pn, pcap; /* live entries are pv[ph..pn) in seq order */
   size_t n_wait;
+  unsigned in_report; /* pend_report running: entries must not move */
   uint64_t seq_last, seq_base;
 
   /* deliveries */
@@ -313,11 +314,11 @@ struct wr_conn {
 
 static int pend_push(wr_conn *c, uint64_t seq, const amqp_basic_properties_t *props,
                      const wr_publish *p) {
-  if (c->ph > 0 && c->ph == c->pn) {
+  if (c->ph > 0 && c->ph == c->pn && !c->in_report) {
     c->ph = c->pn = 0;
   }
   if (c->pn == c->pcap) {
-    if (c->ph > c->pcap / 2) {
+    if (c->ph > c->pcap / 2 && !c->in_report) {
       memmove(c->pv, c->pv + c->ph, (c->pn - c->ph) * sizeof *c->pv);
       c->pn -= c->ph;
       c->ph = 0;
@@ -405,6 +406,7 @@ static void pend_mark_returned(wr_conn *c, const amqp_basic_properties_t *props,
 /* Reports every settled, unreported message. fn may publish on c (the table may grow
  * meanwhile: entries are addressed by index). */
 static void pend_report(wr_conn *c, wr_confirm_fn fn, void *user) {
+  c->in_report++;
   for (size_t i = c->ph; i < c->pn; i++) {
     if (c->pv[i].state != PEND_SETTLED)
       continue;
@@ -416,6 +418,7 @@ static void pend_report(wr_conn *c, wr_confirm_fn fn, void *user) {
     if (fn)
       fn(c, seq, st, user);
   }
+  c->in_report--;
   while (c->ph < c->pn && c->pv[c->ph].state == PEND_REPORTED)
     c->ph++;
 }
@@ -1712,8 +1715,7 @@ int wr_conn_next_delivery(wr_conn *c, unsigned timeout_ms, amqp_envelope_t *env,
       amqp_maybe_release_buffers(c->amqp);
     /* The wait for the first frame is bounded by tv; the content frames that follow
      * a basic.deliver are read without a deadline by rabbitmq-c, hence the watchdog. */
-    watchdog_arm(&c->wd, amqp_get_sockfd(c->amqp),
-                 c->rpc_timeout_ms + (unsigned)(left > 0 ? left : 0));
+    watchdog_arm(&c->wd, amqp_get_sockfd(c->amqp), (int64_t)c->rpc_timeout_ms + (left > 0 ? left : 0));
     amqp_rpc_reply_t r = amqp_consume_message(c->amqp, env, &tv, 0);
     if (watchdog_disarm(&c->wd)) {
       if (r.reply_type == AMQP_RESPONSE_NORMAL)

@@ -527,6 +527,54 @@ static void many_in_flight_multiple_acks(void **state) {
   wr_conn_free(c);
 }
 
+/* A confirm callback that publishes again (a relay retrying at once): the unsettled
+ * table grows under the report loop and nothing is lost or reported twice. */
+typedef struct republisher {
+  const char *q;
+  int budget;
+  confirms k;
+  uint64_t last;
+} republisher;
+
+static void republish_on_confirm(wr_conn *c, uint64_t seq, int status, void *user) {
+  republisher *r = user;
+  on_confirm(c, seq, status, &r->k);
+  if (r->budget > 0) {
+    r->budget--;
+    wr_err err;
+    uint64_t s;
+    assert_int_equal(publish_str(c, "", r->q, "again", NULL, true, &s, &err), 0);
+    r->last = s;
+  }
+}
+
+static void confirm_callback_may_publish(void **state) {
+  (void)state;
+  wr_conn *c = conn_open_default();
+  wr_err err;
+  assert_int_equal(wr_conn_confirm_mode(c, &err), 0);
+  char q[64];
+  wt_unique(q, sizeof q, "conn-repub");
+  declare_temp_queue(c, q);
+  republisher r;
+  memset(&r, 0, sizeof r);
+  r.q = q;
+  r.budget = 300;
+  for (int i = 0; i < 100; i++)
+    assert_int_equal(publish_str(c, "", q, "first", NULL, true, &r.last, &err), 0);
+  /* keep waiting until the callback has stopped publishing and all are settled */
+  for (int round = 0; round < 50 && (r.budget > 0 || wr_conn_unconfirmed(c) > 0); round++)
+    assert_int_equal(wr_conn_wait_confirms(c, r.last, 10000, republish_on_confirm, &r, &err), 0);
+  assert_int_equal(r.budget, 0);
+  assert_int_equal(wr_conn_wait_confirms(c, r.last, 10000, republish_on_confirm, &r, &err), 0);
+  assert_int_equal(r.k.n, 400);
+  assert_int_equal(r.k.acked, 400);
+  assert_false(r.k.dup);
+  assert_int_equal(wr_conn_unconfirmed(c), 0);
+  assert_int_equal(wr_conn_delete_queue(c, q, &err), 0);
+  wr_conn_free(c);
+}
+
 /* ---- consuming ------------------------------------------------------------------------ */
 
 static void deliveries_interleaved_with_confirms(void **state) {
@@ -868,6 +916,7 @@ int main(void) {
       cmocka_unit_test(mandatory_unroutable_returned),
       cmocka_unit_test(publish_missing_exchange_keeps_connection),
       cmocka_unit_test(many_in_flight_multiple_acks),
+      cmocka_unit_test(confirm_callback_may_publish),
       cmocka_unit_test(deliveries_interleaved_with_confirms),
       cmocka_unit_test(stale_tags_after_reconnect),
       cmocka_unit_test(reject_and_get),
