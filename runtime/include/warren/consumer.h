@@ -11,7 +11,10 @@
  * dead-letters back to the work queue) with header x-warren-attempt = n, then acks
  * the original. After the last tier, or for WR_EREJECT, the copy goes to <queue>.dlx
  * (-> <queue>.dlq) with x-warren-error, x-warren-attempts, x-warren-failed-at,
- * x-warren-consumer and the x-death entries RabbitMQ added on the way. Copies are
+ * x-warren-consumer and the x-death entries RabbitMQ added on the way. Every copy
+ * keeps the original's body, properties and headers, is persistent, and carries
+ * x-warren-original-exchange / x-warren-original-routing-key (those of the first
+ * delivery, kept across hops; `warren dlq replay` uses them). Copies are
  * published with confirms before the original is acked: nothing is lost, at worst
  * duplicated (and the inbox absorbs it). Undecodable bodies, invalid meta and
  * unhandled types go straight to the DLQ with the reason (unhandled types may be
@@ -206,7 +209,9 @@ WR_EXPORT wr_outbox *wr_msg_outbox(wr_msg *m);
  * the new versions are written before COMMIT (a competing consumer that created an
  * aggregate's row meanwhile makes the transaction run again, so nothing stale is
  * ever applied). Calling it twice for one message returns the same answer. Inside a
- * handler use this, not wr_guard_advance on the same aggregates. */
+ * handler use this, not wr_guard_advance on the same aggregates, and call it before
+ * writing (its row locks are taken in key order, which keeps competing consumers
+ * free of deadlocks). */
 WR_EXPORT int wr_msg_guard(wr_msg *m);
 
 /* Marks the message stale for accounting when the handler guards by itself. */
