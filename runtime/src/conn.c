@@ -933,10 +933,12 @@ static int pump_one(wr_conn *c, int64_t timeout_ms, wr_err *err) {
   return handle_frame(c, &f, err);
 }
 
-/* Handles whatever has already arrived, without waiting (bounded, so a flood of
- * deliveries cannot starve the caller). */
-static int pump_available(wr_conn *c, wr_err *err) {
-  for (int i = 0; i < 256 && c->open; i++) {
+/* Handles whatever has already arrived, without waiting: at most max_frames frames
+ * (0 = until nothing is left in rabbitmq-c's or OpenSSL's buffers, so that poll() on
+ * the socket afterwards cannot miss anything; what can arrive is bounded by prefetch
+ * and the publishes in flight). */
+static int pump_available(wr_conn *c, unsigned max_frames, wr_err *err) {
+  for (unsigned i = 0; (max_frames == 0 || i < max_frames) && c->open; i++) {
     int rc = pump_one(c, 0, err);
     if (rc == 1)
       return 0;
@@ -1329,7 +1331,7 @@ int wr_conn_service(wr_conn *c, wr_err *err) {
     return wr_err_set(err, WR_EINVAL, "wr_conn_service: c is NULL");
   if (!c->open)
     return wr_err_set(err, WR_ECLOSED, "connection closed (%s)", c->url_shown);
-  return pump_available(c, err);
+  return pump_available(c, 0, err);
 }
 
 /* ---- topology primitives ------------------------------------------------------- */
@@ -1569,7 +1571,7 @@ int wr_conn_publish(wr_conn *c, const wr_publish *p, uint64_t *seq, wr_err *err)
   /* Read what the broker has sent first: a connection.blocked that has arrived turns
    * this publish into a fast WR_EBLOCKED instead of a write into a socket nobody
    * reads. */
-  rc = pump_available(c, err);
+  rc = pump_available(c, 256, err); /* bounded: publishing stays fast under a flood */
   if (rc != 0)
     return rc;
   if (c->blocked)
@@ -1944,7 +1946,7 @@ int wr__conn_side_publish_confirmed(wr_conn *c, amqp_channel_t ch, const wr_publ
   if (rc != 0)
     return rc;
   NEED_OPEN(c, err);
-  rc = pump_available(c, err);
+  rc = pump_available(c, 256, err);
   if (rc != 0 && !c->open)
     return rc;
   if (c->blocked)

@@ -101,8 +101,11 @@ WR_EXPORT bool wr_conn_is_open(const wr_conn *c);
 /* Handles whatever the broker has sent, without waiting: confirms (kept for
  * wr_conn_wait_confirms), returns, connection.blocked/unblocked, channel and
  * connection closes, consumer cancels; sends a heartbeat if one is due. Deliveries are
- * buffered for wr_conn_next_delivery. Returns 0, WR_ECLOSED (connection lost), or a
- * channel-close verdict (see wr_conn_check_reply). */
+ * buffered for wr_conn_next_delivery. On return nothing is left in rabbitmq-c's (or
+ * OpenSSL's) buffers, so a caller may then poll() the socket
+ * (amqp_get_sockfd(wr_conn_amqp(c))) to sleep until the broker sends more. Returns 0,
+ * WR_ECLOSED (connection lost), or a channel-close verdict (see
+ * wr_conn_check_reply). */
 WR_EXPORT int wr_conn_service(wr_conn *c, wr_err *err);
 
 /* True while the broker has blocked the connection (resource alarm). Publishing then
