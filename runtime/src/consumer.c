@@ -9,7 +9,8 @@
  *            handled is marked for the DLQ (or skipped) right here;
  *   settle   one transaction for the batch: one multi-row inbox insert (duplicates,
  *            also within the batch, are not handed to handlers), handlers in delivery
- *            order, one multi-row write of the version guard, COMMIT. If anything
+ *            order, the batch flush hook (set-based writes of what handlers buffered),
+ *            one multi-row write of the version guard, COMMIT. If anything
  *            fails, ROLLBACK and run the batch again one message per transaction, so
  *            only the failing message is sent to a retry tier or the DLQ;
  *   copy     publish the retry/DLQ copies with confirms;
@@ -213,6 +214,7 @@ struct wr_consumer {
   bool keys_loaded;
   size_t *txn; /* indexes of the items of the current transaction */
   size_t n_txn;
+  size_t *pending; /* the items left for the one-by-one pass */
 
   int64_t next_cleanup_ns;
   int64_t next_lag_ns;
@@ -298,25 +300,36 @@ static void sb_free(sbuf *b) {
   b->len = b->cap = 0;
 }
 
-/* Makes a failure text one line: control characters (a PostgreSQL message has
- * newlines) become spaces, runs of spaces one, no trailing space. In place. */
+/* Makes a failure text one clean line for a header and a log: control characters (a
+ * PostgreSQL message has newlines) become spaces, runs of spaces one, bytes that are
+ * not UTF-8 (from outside, or a multi-byte character cut by truncation) '?', no
+ * trailing space. In place. */
 static void one_line(char *s) {
-  char *w = s;
+  size_t len = strlen(s), w = 0;
   bool space = false;
-  for (const char *r = s; *r; r++) {
-    unsigned char ch = (unsigned char)*r;
+  for (size_t r = 0; r < len;) {
+    unsigned char ch = (unsigned char)s[r];
     if (ch < 0x20 || ch == 0x7f || ch == ' ') {
-      if (!space && w != s)
-        *w++ = ' ';
+      if (!space && w > 0)
+        s[w++] = ' ';
       space = true;
+      r++;
       continue;
     }
-    *w++ = (char)ch;
     space = false;
+    size_t n = wr__utf8_seq_len((const unsigned char *)s + r, len - r);
+    if (n == 0) {
+      s[w++] = '?';
+      r++;
+      continue;
+    }
+    memmove(s + w, s + r, n);
+    w += n;
+    r += n;
   }
-  while (w > s && w[-1] == ' ')
+  while (w > 0 && s[w - 1] == ' ')
     w--;
-  *w = '\0';
+  s[w] = '\0';
 }
 
 /* ---- construction ------------------------------------------------------------------- */
@@ -332,6 +345,7 @@ static void free_fields(wr_consumer *c) {
   free(c->items);
   free(c->keys);
   free(c->txn);
+  free(c->pending);
 }
 
 static void setup_metrics(wr_consumer *c) {
@@ -408,7 +422,8 @@ int wr_consumer_new(const wr_consumer_opts *opts, wr_consumer **out, wr_err *err
   c->items = calloc(opts->batch_size, sizeof *c->items);
   c->keys = calloc(opts->batch_size, sizeof *c->keys);
   c->txn = calloc(opts->batch_size, sizeof *c->txn);
-  if (oom || !c->delays || !c->items || !c->keys || !c->txn) {
+  c->pending = calloc(opts->batch_size, sizeof *c->pending);
+  if (oom || !c->delays || !c->items || !c->keys || !c->txn || !c->pending) {
     free_fields(c);
     free(c);
     return wr_err_set(err, WR_ENOMEM, "consumer: out of memory");
@@ -1231,14 +1246,7 @@ static int settle(wr_consumer *c) {
     }
     /* One message per transaction. */
     size_t n_pending = c->n_txn;
-    size_t *list = malloc(n_pending * sizeof *list);
-    if (!list) {
-      wr_err e;
-      wr_err_set(&e, WR_ENOMEM, "out of memory");
-      if (db_recover(c, &e, false) < 0)
-        return WR_ESTOPPED;
-      continue;
-    }
+    size_t *list = c->pending;
     memcpy(list, c->txn, n_pending * sizeof *list);
     int stopped = 0;
     for (size_t j = 0; j < n_pending && !stopped; j++) {
@@ -1277,7 +1285,6 @@ static int settle(wr_consumer *c) {
         break;
       }
     }
-    free(list);
     return stopped ? WR_ESTOPPED : 0;
   }
 }
