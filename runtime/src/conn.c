@@ -993,8 +993,12 @@ static int parse_urls(wr_conn *c, const char *list, wr_err *err) {
     bool no_host = !auth || auth[3] == '\0' || auth[3] == '/' || auth[3] == ':';
     if (no_host || amqp_parse_url(u->buf, &u->info) != AMQP_STATUS_OK || !u->info.host ||
         !*u->info.host)
-      return wr_err_set(err, WR_EURL, "invalid AMQP URL '%s' (expected amqp[s]://user:pass@host:port/vhost)",
-                        u->shown);
+      /* The entry is not echoed: a password with an unencoded ',' splits the list,
+       * and the fragment would be part of the password. */
+      return wr_err_set(err, WR_EURL,
+                        "URL %zu of the list is not a valid amqp[s]://user:pass@host:port/vhost "
+                        "(',' '@' '/' ':' in a user or password must be percent-encoded)",
+                        c->n_urls);
     /* By the AMQP URI spec "amqp://h:5672/" names the vhost "", which RabbitMQ
      * cannot have: everybody who writes it means the default vhost. */
     static char default_vhost[] = "/";

@@ -138,7 +138,8 @@ static void connect_ok(void **state) {
 static void bad_urls(void **state) {
   (void)state;
   const char *bad[] = {"http://h:1/", "amqp://h:notaport/", "", " , ", "amqp://u:secretpw@h:99999/",
-                       "amqp://h:5672,,amqp://h:5673", "amqp://"};
+                       "amqp://h:5672,,amqp://h:5673", "amqp://",
+                       "amqp://u:secretpw,xx@h:5672"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     wr_conn_opts o = WR_CONN_OPTS_INIT;
     o.urls = bad[i];
