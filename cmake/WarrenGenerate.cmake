@@ -31,6 +31,10 @@
 # Works in warren's own tree (plugin = target protoc-gen-warren) and from an installed
 # warren (find_package(warren): plugin = imported target warren::protoc-gen-warren).
 include_guard(GLOBAL)
+if(CMAKE_VERSION VERSION_LESS 3.20)
+  message(FATAL_ERROR "warren_generate() needs CMake 3.20 or newer (DEPFILE with every "
+    "generator); this is ${CMAKE_VERSION}")
+endif()
 
 # Depfile paths are relative to the build tree with Ninja (CMP0116 NEW); recorded here
 # for the function whatever the caller's cmake_minimum_required says.

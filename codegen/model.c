@@ -465,6 +465,17 @@ static void build_file(cg_arena *a, cg_diag *d, const Google__Protobuf__FileDesc
   if (f->n_events == 0) {
     check_json_names_without_events(&c, fd->message_type, fd->n_message_type, &root,
                                     FILE_MESSAGE_TYPE, f->package);
+    /* The exchange is per file: set here, it would route nothing (a likely mix-up with
+     * the package's events file). */
+    cg_buf payload = {0};
+    if (option_payload(fd->options ? &fd->options->base : NULL, EXT_EXCHANGE, &payload) !=
+        OPT_ABSENT) {
+      path xp = path_plus(&root, FILE_OPTIONS, EXT_EXCHANGE);
+      cg_error(d, locate(&c, &xp),
+               "option (warren.v1.exchange) has no effect: this file defines no events (set it "
+               "in the file that defines them)");
+    }
+    cg_buf_free(&payload);
     return;
   }
 

@@ -262,6 +262,10 @@ static void test_reserved_exchange(void **state) {
   check_case(NULL, "bad/reserved_exchange.proto");
 }
 
+static void test_exchange_in_file_without_events(void **state) {
+  check_case(NULL, "bad/exchange_without_events.proto");
+}
+
 static void test_json_name_in_file_without_events(void **state) {
   check_case(NULL, "bad/json_name_without_events.proto");
 }
@@ -450,6 +454,7 @@ int main(void) {
       cmocka_unit_test(test_nested_event),
       cmocka_unit_test(test_exchange_with_illegal_characters),
       cmocka_unit_test(test_reserved_exchange),
+      cmocka_unit_test(test_exchange_in_file_without_events),
       cmocka_unit_test(test_json_name_in_file_without_events),
       cmocka_unit_test(test_routing_key_too_long),
       cmocka_unit_test(test_two_events_one_c_name),
