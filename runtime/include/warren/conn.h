@@ -182,8 +182,13 @@ typedef struct wr_publish {
  * life of c (not reset by reconnects), to be matched in the wr_confirm_fn. p and its
  * buffers are only read during the call. Returns 0, WR_EBLOCKED (connection blocked:
  * nothing was sent), WR_ECLOSED, WR_ETIMEDOUT (the broker stopped reading: connection
- * closed), WR_EINVAL (bad arguments, or not in confirm mode). On failure no sequence
- * number is consumed and nothing will be reported for this message. */
+ * closed), WR_EINVAL (bad arguments, a property over 255 bytes, headers that cannot be
+ * encoded, or not in confirm mode), WR_ETOOBIG (headers do not fit in one frame), or
+ * the verdict of a broker channel close that the pre-read just found (caused by an
+ * earlier message, e.g. WR_ENOTFOUND for a missing exchange; see
+ * wr_conn_wait_confirms): the channel has been reopened and this message can be
+ * published again at once. On failure no sequence number is consumed, nothing was
+ * sent, and nothing will be reported for this message. */
 WR_EXPORT int wr_conn_publish(wr_conn *c, const wr_publish *p, uint64_t *seq, wr_err *err);
 
 /* Settles one published message: status is 0 (acked), WR_ENACK, WR_ERETURNED, or
