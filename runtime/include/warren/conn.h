@@ -187,8 +187,9 @@ typedef struct wr_publish {
  * the verdict of a broker channel close that the pre-read just found (caused by an
  * earlier message, e.g. WR_ENOTFOUND for a missing exchange; see
  * wr_conn_wait_confirms): the channel has been reopened and this message can be
- * published again at once. On failure no sequence number is consumed, nothing was
- * sent, and nothing will be reported for this message. */
+ * published again at once. On failure no sequence number is consumed and nothing
+ * will be reported for this message: publish it again (after a connection failure
+ * the broker may have received it, so this is at-least-once). */
 WR_EXPORT int wr_conn_publish(wr_conn *c, const wr_publish *p, uint64_t *seq, wr_err *err);
 
 /* Settles one published message: status is 0 (acked), WR_ENACK, WR_ERETURNED, or
