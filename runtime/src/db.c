@@ -75,14 +75,13 @@ static int db_fail(wr_err *err, PGconn *c, const PGresult *res, const char *what
     }
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
   } else if (res) {
-    snprintf(msg, sizeof msg, "unexpected result status %s",
-             PQresStatus(PQresultStatus(res)));
+    snprintf(msg, sizeof msg, "unexpected result status %s", PQresStatus(PQresultStatus(res)));
   } else {
     copy_msg(msg, sizeof msg, c ? PQerrorMessage(c) : "no connection", NULL);
   }
   if (!msg[0])
-    snprintf(msg, sizeof msg, "%s", c && PQstatus(c) == CONNECTION_BAD ? "connection lost"
-                                                                        : "unknown error");
+    snprintf(msg, sizeof msg, "%s",
+             c && PQstatus(c) == CONNECTION_BAD ? "connection lost" : "unknown error");
   wr_err_set(err, WR_EDB, "%s: %s", what ? what : "database", msg);
   snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state ? state : "");
   return WR_EDB;
@@ -227,8 +226,7 @@ int wr_db_connect(const char *url, const char *application_name, PGconn **out, w
     PQconninfoFree(opts);
     return wr_err_set(err, WR_ENOMEM, "wr_db_connect: out of memory");
   }
-  snprintf(options, olen, "%s%s%s", user_options ? user_options : "", user_options ? " " : "",
-           tz);
+  snprintf(options, olen, "%s%s%s", user_options ? user_options : "", user_options ? " " : "", tz);
   keys[k] = "options";
   vals[k] = options;
   k++;
@@ -341,20 +339,24 @@ static int apply_one(PGconn *c, const char *component, const wr_migration *m, wr
   return rc;
 }
 
-int wr_db_migrate(PGconn *c, const char *component, const wr_migration *m, size_t n,
-                  wr_err *err) {
+int wr_db_migrate(PGconn *c, const char *component, const wr_migration *m, size_t n, wr_err *err) {
   if (!c || !component || !*component || (n > 0 && !m))
     return wr_err_set(err, WR_EINVAL, "wr_db_migrate: NULL connection, component or list");
   for (size_t i = 0; i < n; i++) {
     if (m[i].version <= 0 || !m[i].name || !m[i].sql)
-      return wr_err_set(err, WR_EINVAL, "migration #%zu of %s: version must be > 0, name "
-                        "and sql set", i, component);
+      return wr_err_set(err, WR_EINVAL,
+                        "migration #%zu of %s: version must be > 0, name "
+                        "and sql set",
+                        i, component);
     if (i > 0 && m[i].version <= m[i - 1].version)
-      return wr_err_set(err, WR_EINVAL, "migrations of %s: versions must be strictly "
-                        "increasing (%d after %d)", component, m[i].version, m[i - 1].version);
+      return wr_err_set(err, WR_EINVAL,
+                        "migrations of %s: versions must be strictly "
+                        "increasing (%d after %d)",
+                        component, m[i].version, m[i - 1].version);
   }
   if (PQtransactionStatus(c) != PQTRANS_IDLE)
-    return wr_err_set(err, WR_EINVAL, "wr_db_migrate: the connection must not be inside a "
+    return wr_err_set(err, WR_EINVAL,
+                      "wr_db_migrate: the connection must not be inside a "
                       "transaction");
 
   int rc = ensure_bookkeeping(c, err);
@@ -370,9 +372,10 @@ int wr_db_migrate(PGconn *c, const char *component, const wr_migration *m, size_
     return rc;
 
   PGresult *r = NULL;
-  rc = exec_params(c, "SELECT coalesce(max(version), 0) FROM warren_schema_migrations "
-                      "WHERE component = $1", 1, cp, PGRES_TUPLES_OK, "read migrations", &r,
-                   err);
+  rc = exec_params(c,
+                   "SELECT coalesce(max(version), 0) FROM warren_schema_migrations "
+                   "WHERE component = $1",
+                   1, cp, PGRES_TUPLES_OK, "read migrations", &r, err);
   long current = 0;
   if (rc == 0) {
     current = strtol(PQgetvalue(r, 0, 0), NULL, 10);
@@ -387,16 +390,18 @@ int wr_db_migrate(PGconn *c, const char *component, const wr_migration *m, size_
       applied++;
   }
   if (rc == 0 && n > 0 && current > m[n - 1].version)
-    wr_log_warn(NULL, "database schema of %s is at version %ld, newer than this program "
-                "knows (%d); continuing", component, current, m[n - 1].version);
+    wr_log_warn(NULL,
+                "database schema of %s is at version %ld, newer than this program "
+                "knows (%d); continuing",
+                component, current, m[n - 1].version);
   if (rc == 0 && applied > 0)
     wr_log_info(NULL, "applied %zu migration(s) of %s, now at version %d", applied, component,
                 m[n - 1].version);
 
   /* Unlock even after a failure; a broken connection has lost the lock anyway. */
   if (PQstatus(c) == CONNECTION_OK)
-    PQclear(PQexecParams(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_CLASS ", hashtext($1))",
-                         1, NULL, cp, NULL, NULL, 0));
+    PQclear(PQexecParams(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_CLASS ", hashtext($1))", 1,
+                         NULL, cp, NULL, NULL, 0));
   return rc;
 }
 
@@ -416,8 +421,8 @@ struct wr_db_pool {
   pool_slot *slots;
 };
 
-int wr_db_pool_new(const char *url, const char *application_name, unsigned size,
-                   wr_db_pool **out, wr_err *err) {
+int wr_db_pool_new(const char *url, const char *application_name, unsigned size, wr_db_pool **out,
+                   wr_err *err) {
   if (out)
     *out = NULL;
   if (!url || !out || size == 0 || size > 1024)
@@ -480,8 +485,10 @@ int wr_db_pool_acquire(wr_db_pool *p, unsigned timeout_ms, PGconn **out, wr_err 
     int w = pthread_cond_timedwait(&p->cv, &p->mu, &until);
     if (w == ETIMEDOUT && p->free_count == 0) {
       pthread_mutex_unlock(&p->mu);
-      return wr_err_set(err, WR_ETIMEDOUT, "no database connection free within %u ms "
-                        "(pool of %u)", timeout_ms, p->size);
+      return wr_err_set(err, WR_ETIMEDOUT,
+                        "no database connection free within %u ms "
+                        "(pool of %u)",
+                        timeout_ms, p->size);
     }
   }
   pool_slot *s = NULL;

@@ -23,7 +23,9 @@
 /* AMQP short strings: exchange names and routing keys (the event type). */
 #define SHORTSTR_MAX 255
 
-static bool empty(const char *s) { return !s || !*s; }
+static bool empty(const char *s) {
+  return !s || !*s;
+}
 
 /* The address of the event's meta pointer (field 1, a singular warren.v1.EventMeta
  * outside any oneof, as protoc-gen-warren guarantees), or NULL when the message has
@@ -53,7 +55,8 @@ int wr_outbox_append(wr_outbox *ob, const wr_event_type *t, ProtobufCMessage *ev
     return wr_err_set(err, WR_EINVAL, "event is a %s, not a %s", ev->descriptor->name,
                       t->descriptor->name);
   if (PQtransactionStatus(ob->conn) != PQTRANS_INTRANS)
-    return wr_err_set(err, WR_EINVAL, "wr_outbox_append needs an open, healthy transaction "
+    return wr_err_set(err, WR_EINVAL,
+                      "wr_outbox_append needs an open, healthy transaction "
                       "on the connection (BEGIN first; a failed one must be rolled back)");
   const char *exchange = ob->exchange ? ob->exchange : t->exchange;
   if (!exchange)
@@ -88,8 +91,8 @@ int wr_outbox_append(wr_outbox *ob, const wr_event_type *t, ProtobufCMessage *ev
   if (empty(m.event_type))
     m.event_type = (char *)t->type;
   else if (strcmp(m.event_type, t->type) != 0)
-    return wr_err_set(err, WR_EINVAL, "meta.event_type is %s but the event is a %s",
-                      m.event_type, t->type);
+    return wr_err_set(err, WR_EINVAL, "meta.event_type is %s but the event is a %s", m.event_type,
+                      t->type);
   if (empty(m.aggregate_type))
     m.aggregate_type = (char *)t->aggregate_type;
   else if (strcmp(m.aggregate_type, t->aggregate_type) != 0)
@@ -105,8 +108,8 @@ int wr_outbox_append(wr_outbox *ob, const wr_event_type *t, ProtobufCMessage *ev
       return wr_err_set(err, WR_EINVAL, "meta.event_id \"%.40s\" is not a UUID", m.event_id);
     /* Lowercase, as PostgreSQL prints it: message_id and the payload then agree. */
     for (size_t i = 0; i < WR_UUID_STRLEN; i++)
-      event_id[i] = (char)(m.event_id[i] >= 'A' && m.event_id[i] <= 'F' ? m.event_id[i] + 32
-                                                                         : m.event_id[i]);
+      event_id[i] =
+          (char)(m.event_id[i] >= 'A' && m.event_id[i] <= 'F' ? m.event_id[i] + 32 : m.event_id[i]);
   }
   m.event_id = event_id;
 
@@ -161,11 +164,18 @@ int wr_outbox_append(wr_outbox *ob, const wr_event_type *t, ProtobufCMessage *ev
   char version[24];
   snprintf(version, sizeof version, "%" PRIu64, m.version);
   const char *values[12] = {
-      event_id,         m.event_type,     exchange,
-      m.event_type,     m.aggregate_type, m.aggregate_id,
-      version,          m.correlation_id, empty(m.causation_id) ? NULL : m.causation_id,
+      event_id,
+      m.event_type,
+      exchange,
+      m.event_type,
+      m.aggregate_type,
+      m.aggregate_id,
+      version,
+      m.correlation_id,
+      empty(m.causation_id) ? NULL : m.causation_id,
       empty(m.source_service) ? "" : m.source_service,
-      occurred,         (const char *)buf,
+      occurred,
+      (const char *)buf,
   };
   int lengths[12] = {0};
   int formats[12] = {0};

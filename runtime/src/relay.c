@@ -1,12 +1,19 @@
 /* relay.c: moves committed warren_outbox rows to RabbitMQ (see warren/relay.h).
  *
- * One cycle = one claim, one batch:
+ * One batch = one claim:
  *   BEGIN; SELECT ... ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED  (binary results)
- *   publish every row (pipelined, no wait in between)
+ *   publish every row (no wait in between)
  *   wait once for the broker's verdicts on the whole batch
  *   DELETE ... WHERE id = ANY(acked); UPDATE ... FROM unnest(failed); COMMIT
  * so a batch costs four round trips to PostgreSQL and one confirm wait, whatever its
  * size. Payloads and properties point into the claim's PGresult: nothing is copied.
+ *
+ * Batches are stop-and-wait: the next claim starts after the previous batch is
+ * settled. Measured on the 2-core dev machine, a batch spends ~80% of its time waiting for
+ * confirms (the broker writes persistent messages to disk before it acks); claiming
+ * the next batch on a second connection while waiting showed no measurable gain (broker and
+ * PostgreSQL then compete for the same two cores) and doubles what a crash can
+ * duplicate, so the relay keeps one batch in flight; batch_size is the lever.
  *
  * Rows are only ever deleted after an ack. What can go wrong with a row, and what
  * happens to it:
@@ -19,11 +26,11 @@
  * A row that was published but whose delete did not commit is published again: the
  * consumer's inbox makes the duplicate harmless (at-least-once).
  *
- * Exchanges are checked (passive declare) once per connection before the first row
- * that names them is published: publishing to a missing exchange closes the channel,
- * which would fail every later row of the batch. A row for a missing exchange is
- * marked failed without being published, and its exchange is checked again the next
- * time a row needs it.
+ * Exchanges are checked (passive declare on a side channel) once per connection
+ * before the first row that names them is published: publishing to a missing exchange
+ * closes channel 1, which would fail every later row in flight. A row for a missing
+ * exchange is marked failed without being published, and its exchange is checked
+ * again the next time a row needs it.
  *
  * Waiting: the relay LISTENs on warren_outbox and sleeps in poll() on the PostgreSQL
  * socket and an eventfd (wr_relay_wake, stop), at most poll_interval_ms, less when a
@@ -57,7 +64,7 @@ enum row_state {
   ROW_UNSENT = 0, /* not published in this cycle: left as it was */
   ROW_SENT,       /* published, verdict pending */
   ROW_ACKED,
-  ROW_FAILED,     /* code says why */
+  ROW_FAILED, /* code says why */
 };
 
 typedef struct row {
@@ -65,7 +72,8 @@ typedef struct row {
   int32_t attempts;
   uint64_t seq;
   enum row_state state;
-  int code; /* WR_ENACK, WR_ERETURNED, WR_ENOTFOUND (exchange), WR_ECLOSED, WR_ETIMEDOUT */
+  int code; /* WR_ENACK, WR_ERETURNED, WR_ENOTFOUND (exchange), WR_EINVAL, WR_ECLOSED,
+               WR_ETIMEDOUT */
 } row;
 
 /* A growable string (array literals for the settle statements). */
@@ -74,6 +82,23 @@ typedef struct sbuf {
   size_t len, cap;
   bool oom;
 } sbuf;
+
+/* The batch in flight and the PostgreSQL connection it is claimed on. */
+typedef struct batch {
+  PGconn *pg;
+  bool pg_ever;  /* connected before: the next connect is a reconnect */
+  bool active;   /* claimed (transaction open) and not settled yet */
+  PGresult *res; /* the claimed rows; payloads and properties point into it */
+  int n;
+  row *rows;
+  int *seq_row; /* seq - first_seq -> index in rows (a batch's seqs are consecutive) */
+  uint64_t first_seq, last_seq;
+  int64_t t0; /* first publish, for the confirm histogram */
+  int prc;    /* why publishing stopped early (0: it did not) */
+  wr_err perr;
+  char close_detail[200];
+  char invalid_detail[200];
+} batch;
 
 enum { SIDE_PG = 0, SIDE_AMQP = 1, SIDE_OUTBOX = 2, N_SIDES = 3 };
 
@@ -85,15 +110,15 @@ struct wr_relay {
   char *database_url;
   char *name;
   char redacted_db[256];
-  unsigned heartbeat_s;     /* from the AMQP options: how often to service while idle */
-  unsigned outage_max_ms;   /* cap of the reconnect backoff */
+  unsigned heartbeat_s;   /* from the AMQP options: how often to service while idle */
+  unsigned outage_max_ms; /* cap of the reconnect backoff */
 
   /* connections: used by one thread at a time (the relay thread, or run_once's
    * caller while the thread is not running) */
-  PGconn *pg;
+  batch b;
   wr_conn *amqp;
-  bool amqp_confirm_set;  /* wr_conn_confirm_mode applied once; conn re-applies it */
-  bool pg_ever, amqp_ever; /* connected before: the next connect is a reconnect */
+  bool amqp_confirm_set; /* wr_conn_confirm_mode applied once; conn re-applies it */
+  bool amqp_ever;
   int64_t amqp_serviced_ns;
 
   /* exchanges known to exist on the current AMQP connection generation */
@@ -101,14 +126,8 @@ struct wr_relay {
   char *known[KNOWN_EXCHANGES];
   size_t n_known;
 
-  /* the batch */
-  row *rows;
-  int *seq_row; /* seq - first_seq -> index in rows (seqs of one batch are consecutive) */
-  sbuf ids, delays, errs;
-  uint64_t first_seq, last_seq;
-  char close_detail[200];
-  char invalid_detail[200];
-  int64_t next_retry_ns; /* monotonic time the earliest failed row becomes due (0: none) */
+  sbuf ids, delays, errs; /* settle parameters, reused */
+  int64_t next_retry_ns;  /* monotonic time the earliest failed row becomes due (0: none) */
 
   /* outages: logged once when they start, once when they end */
   bool outage[N_SIDES];
@@ -121,7 +140,7 @@ struct wr_relay {
   pthread_t thread;
   bool running;
   int wake_fd;
-  volatile int draining;   /* set by stop() */
+  volatile int draining; /* set by stop() */
   int64_t drain_deadline_ns;
   int drain_rc;
 
@@ -133,7 +152,9 @@ struct wr_relay {
   int64_t pending_refreshed_ns;
 };
 
-static const char *relay_name(const wr_relay *r) { return r->name ? r->name : "relay"; }
+static const char *relay_name(const wr_relay *r) {
+  return r->name ? r->name : "relay";
+}
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -164,7 +185,9 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
   b->p[b->len] = '\0';
 }
 
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(sbuf *b, const char *s) {
+  sb_put(b, s, strlen(s));
+}
 
 /* Appends s as a double-quoted element of a PostgreSQL array literal. */
 static void sb_quoted(sbuf *b, const char *s) {
@@ -194,7 +217,16 @@ static amqp_bytes_t bytes_of(const char *s, size_t n) {
   return b;
 }
 
-static void stat_add(uint64_t *p, uint64_t n) { __atomic_add_fetch(p, n, __ATOMIC_RELAXED); }
+/* Bounded string copy (always NUL-terminated). */
+static void copy_str(char *dst, size_t n, const char *src) {
+  size_t len = strnlen(src, n - 1);
+  memcpy(dst, src, len);
+  dst[len] = '\0';
+}
+
+static void stat_add(uint64_t *p, uint64_t n) {
+  __atomic_add_fetch(p, n, __ATOMIC_RELAXED);
+}
 
 /* ---- outage logging ----------------------------------------------------------------- */
 
@@ -207,7 +239,7 @@ static void outage_begin(wr_relay *r, int side, const wr_err *err) {
   r->outage_since_ns[side] = wr_mono_ns();
   const char *msg = err && err->msg[0] ? err->msg : wr_strerror(err ? err->code : WR_EIO);
   /* Name the server (redacted) unless the message already does. */
-  const char *url = side == SIDE_PG ? r->redacted_db
+  const char *url = side == SIDE_PG                ? r->redacted_db
                     : side == SIDE_AMQP && r->amqp ? wr_conn_url(r->amqp)
                                                    : NULL;
   char where[300] = "";
@@ -237,8 +269,21 @@ static const char *const claim_sql =
     " FROM warren_outbox WHERE next_attempt_at <= now()"
     " ORDER BY id LIMIT $1::integer FOR UPDATE SKIP LOCKED";
 enum {
-  C_ID, C_EVENT_ID, C_EVENT_TYPE, C_EXCHANGE, C_ROUTING_KEY, C_AGG_TYPE, C_AGG_ID, C_VERSION,
-  C_CORRELATION, C_CAUSATION, C_SOURCE, C_OCCURRED, C_PAYLOAD, C_ATTEMPTS, C_COUNT
+  C_ID,
+  C_EVENT_ID,
+  C_EVENT_TYPE,
+  C_EXCHANGE,
+  C_ROUTING_KEY,
+  C_AGG_TYPE,
+  C_AGG_ID,
+  C_VERSION,
+  C_CORRELATION,
+  C_CAUSATION,
+  C_SOURCE,
+  C_OCCURRED,
+  C_PAYLOAD,
+  C_ATTEMPTS,
+  C_COUNT
 };
 
 static const char *const delete_sql = "DELETE FROM warren_outbox WHERE id = ANY($1::bigint[])";
@@ -249,41 +294,42 @@ static const char *const fail_sql =
     " FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS f(id, delay_ms, err)"
     " WHERE o.id = f.id";
 
-static void pg_drop(wr_relay *r) {
-  if (r->pg)
-    PQfinish(r->pg);
-  r->pg = NULL;
+static void pg_drop(batch *b) {
+  if (b->pg)
+    PQfinish(b->pg);
+  b->pg = NULL;
 }
 
 /* Connects, LISTENs and prepares the three statements. One attempt. */
 static int ensure_pg(wr_relay *r, wr_err *err) {
-  if (r->pg && !wr_db_broken(r->pg))
+  batch *b = &r->b;
+  if (b->pg && !wr_db_broken(b->pg))
     return 0;
-  pg_drop(r);
+  pg_drop(b);
   char app[128];
   snprintf(app, sizeof app, "warren-%s", relay_name(r));
-  int rc = wr_db_connect(r->database_url, app, &r->pg, err);
+  int rc = wr_db_connect(r->database_url, app, &b->pg, err);
   if (rc) {
     outage_begin(r, SIDE_PG, err);
     return rc;
   }
   static const char *const names[3] = {"wr_relay_claim", "wr_relay_delete", "wr_relay_fail"};
   const char *const sqls[3] = {claim_sql, delete_sql, fail_sql};
-  rc = wr_db_exec(r->pg, "LISTEN warren_outbox", err);
+  rc = wr_db_exec(b->pg, "LISTEN warren_outbox", err);
   for (size_t i = 0; rc == 0 && i < 3; i++) {
-    PGresult *res = PQprepare(r->pg, names[i], sqls[i], 0, NULL);
-    rc = wr_db_check(r->pg, res, PGRES_COMMAND_OK, "prepare relay statements", err);
+    PGresult *res = PQprepare(b->pg, names[i], sqls[i], 0, NULL);
+    rc = wr_db_check(b->pg, res, PGRES_COMMAND_OK, "prepare relay statements", err);
     PQclear(res);
   }
   if (rc) {
     /* Typically: the outbox table does not exist (migrations not applied yet). */
-    outage_begin(r, wr_db_broken(r->pg) ? SIDE_PG : SIDE_OUTBOX, err);
-    pg_drop(r);
+    outage_begin(r, wr_db_broken(b->pg) ? SIDE_PG : SIDE_OUTBOX, err);
+    pg_drop(b);
     return rc;
   }
-  if (r->pg_ever)
+  if (b->pg_ever)
     stat_add(&r->st_reconnects, 1);
-  r->pg_ever = true;
+  b->pg_ever = true;
   return 0;
 }
 
@@ -383,14 +429,14 @@ static int exchange_check(wr_relay *r, const char *name, wr_err *err) {
   return rc;
 }
 
-/* ---- one cycle ---------------------------------------------------------------------- */
+/* ---- one batch ---------------------------------------------------------------------- */
 
 static void on_confirm(wr_conn *c, uint64_t seq, int status, void *user) {
   (void)c;
-  wr_relay *r = user;
-  if (r->first_seq == 0 || seq < r->first_seq || seq > r->last_seq)
-    return; /* not from this batch */
-  row *w = &r->rows[r->seq_row[seq - r->first_seq]];
+  batch *b = &((wr_relay *)user)->b;
+  if (!b->active || b->first_seq == 0 || seq < b->first_seq || seq > b->last_seq)
+    return; /* not from the batch in flight (a straggler from before a reconnect) */
+  row *w = &b->rows[b->seq_row[seq - b->first_seq]];
   if (w->state != ROW_SENT || w->seq != seq)
     return;
   if (status == 0) {
@@ -407,47 +453,47 @@ static void rollback_quietly(PGconn *c) {
 }
 
 /* Text of last_error for a failed row. */
-static void row_error(const wr_relay *r, const row *w, const PGresult *res, int i, char *out,
-                      size_t outsz) {
+static void row_error(const wr_relay *r, const batch *b, int i, char *out, size_t outsz) {
+  const row *w = &b->rows[i];
   switch (w->code) {
   case WR_ERETURNED:
-    snprintf(out, outsz, "returned by the broker: no queue bound to exchange \"%s\" for "
-             "routing key \"%s\"", PQgetvalue(res, i, C_EXCHANGE),
-             PQgetvalue(res, i, C_ROUTING_KEY));
+    snprintf(out, outsz,
+             "returned by the broker: no queue bound to exchange \"%s\" for "
+             "routing key \"%s\"",
+             PQgetvalue(b->res, i, C_EXCHANGE), PQgetvalue(b->res, i, C_ROUTING_KEY));
     break;
   case WR_ENOTFOUND:
-    snprintf(out, outsz, "exchange \"%s\" does not exist", PQgetvalue(res, i, C_EXCHANGE));
+    snprintf(out, outsz, "exchange \"%s\" does not exist", PQgetvalue(b->res, i, C_EXCHANGE));
     break;
   case WR_ENACK:
     snprintf(out, outsz, "nacked by the broker");
     break;
   case WR_EINVAL:
-    snprintf(out, outsz, "refused before publishing: %s", r->invalid_detail);
+    snprintf(out, outsz, "refused before publishing: %s", b->invalid_detail);
     break;
   case WR_ETIMEDOUT:
     snprintf(out, outsz, "no confirm from the broker within %u ms", r->o.confirm_timeout_ms);
     break;
   default:
     snprintf(out, outsz, "connection lost before the broker confirmed%s%s",
-             r->close_detail[0] ? ": " : "", r->close_detail);
+             b->close_detail[0] ? ": " : "", b->close_detail);
     break;
   }
 }
 
-/* Checks every exchange the batch names before anything is published (a 404 closes
- * the channel, which must not happen with messages in flight). Rows for a missing
- * exchange are marked failed. Returns 0 or a connection failure. */
-static int check_exchanges(wr_relay *r, const PGresult *res, int n, wr_err *err) {
-  for (int i = 0; i < n; i++) {
-    if (r->rows[i].state == ROW_FAILED)
+/* Checks every exchange the batch names before anything is published. Rows for a
+ * missing exchange are marked failed. Returns 0 or a connection failure. */
+static int check_exchanges(wr_relay *r, batch *b, wr_err *err) {
+  for (int i = 0; i < b->n; i++) {
+    if (b->rows[i].state == ROW_FAILED)
       continue;
-    const char *ex = PQgetvalue(res, i, C_EXCHANGE);
+    const char *ex = PQgetvalue(b->res, i, C_EXCHANGE);
     int rc = exchange_check(r, ex, err);
     if (rc == WR_ENOTFOUND) {
-      for (int j = i; j < n; j++)
-        if (strcmp(PQgetvalue(res, j, C_EXCHANGE), ex) == 0) {
-          r->rows[j].state = ROW_FAILED;
-          r->rows[j].code = WR_ENOTFOUND;
+      for (int j = i; j < b->n; j++)
+        if (strcmp(PQgetvalue(b->res, j, C_EXCHANGE), ex) == 0) {
+          b->rows[j].state = ROW_FAILED;
+          b->rows[j].code = WR_ENOTFOUND;
         }
       continue;
     }
@@ -460,11 +506,12 @@ static int check_exchanges(wr_relay *r, const PGresult *res, int n, wr_err *err)
 /* Publishes every row not already failed, without waiting. Returns 0, or the
  * failure that stopped publishing (WR_EBLOCKED, WR_ECLOSED...): rows after it stay
  * UNSENT. */
-static int publish_rows(wr_relay *r, const PGresult *res, int n, wr_err *err) {
-  r->first_seq = 0;
-  r->last_seq = 0;
-  for (int i = 0; i < n; i++) {
-    row *w = &r->rows[i];
+static int publish_rows(wr_relay *r, batch *b, wr_err *err) {
+  const PGresult *res = b->res;
+  b->first_seq = 0;
+  b->last_seq = 0;
+  for (int i = 0; i < b->n; i++) {
+    row *w = &b->rows[i];
     if (w->state != ROW_UNSENT)
       continue;
 
@@ -472,13 +519,13 @@ static int publish_rows(wr_relay *r, const PGresult *res, int n, wr_err *err) {
     int nh = 0;
     h[nh].key = amqp_cstring_bytes("x-aggregate-type");
     h[nh].value.kind = AMQP_FIELD_KIND_UTF8;
-    h[nh].value.value.bytes = bytes_of(PQgetvalue(res, i, C_AGG_TYPE),
-                                       (size_t)PQgetlength(res, i, C_AGG_TYPE));
+    h[nh].value.value.bytes =
+        bytes_of(PQgetvalue(res, i, C_AGG_TYPE), (size_t)PQgetlength(res, i, C_AGG_TYPE));
     nh++;
     h[nh].key = amqp_cstring_bytes("x-aggregate-id");
     h[nh].value.kind = AMQP_FIELD_KIND_UTF8;
-    h[nh].value.value.bytes = bytes_of(PQgetvalue(res, i, C_AGG_ID),
-                                       (size_t)PQgetlength(res, i, C_AGG_ID));
+    h[nh].value.value.bytes =
+        bytes_of(PQgetvalue(res, i, C_AGG_ID), (size_t)PQgetlength(res, i, C_AGG_ID));
     nh++;
     h[nh].key = amqp_cstring_bytes("x-version");
     h[nh].value.kind = AMQP_FIELD_KIND_I64;
@@ -487,33 +534,32 @@ static int publish_rows(wr_relay *r, const PGresult *res, int n, wr_err *err) {
     if (!PQgetisnull(res, i, C_CAUSATION) && PQgetlength(res, i, C_CAUSATION) > 0) {
       h[nh].key = amqp_cstring_bytes("x-causation-id");
       h[nh].value.kind = AMQP_FIELD_KIND_UTF8;
-      h[nh].value.value.bytes = bytes_of(PQgetvalue(res, i, C_CAUSATION),
-                                         (size_t)PQgetlength(res, i, C_CAUSATION));
+      h[nh].value.value.bytes =
+          bytes_of(PQgetvalue(res, i, C_CAUSATION), (size_t)PQgetlength(res, i, C_CAUSATION));
       nh++;
     }
 
     amqp_basic_properties_t props;
     memset(&props, 0, sizeof props);
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG |
-                   AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_HEADERS_FLAG;
+                   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
+                   AMQP_BASIC_HEADERS_FLAG;
     props.content_type = amqp_cstring_bytes("application/x-protobuf");
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    props.message_id = bytes_of(PQgetvalue(res, i, C_EVENT_ID),
-                                (size_t)PQgetlength(res, i, C_EVENT_ID));
-    props.type = bytes_of(PQgetvalue(res, i, C_EVENT_TYPE),
-                          (size_t)PQgetlength(res, i, C_EVENT_TYPE));
+    props.message_id =
+        bytes_of(PQgetvalue(res, i, C_EVENT_ID), (size_t)PQgetlength(res, i, C_EVENT_ID));
+    props.type =
+        bytes_of(PQgetvalue(res, i, C_EVENT_TYPE), (size_t)PQgetlength(res, i, C_EVENT_TYPE));
     int64_t occurred = be64(PQgetvalue(res, i, C_OCCURRED));
     props.timestamp = occurred > 0 ? (uint64_t)occurred : 0;
     if (!PQgetisnull(res, i, C_CORRELATION)) {
       props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-      props.correlation_id = bytes_of(PQgetvalue(res, i, C_CORRELATION),
-                                      (size_t)PQgetlength(res, i, C_CORRELATION));
+      props.correlation_id =
+          bytes_of(PQgetvalue(res, i, C_CORRELATION), (size_t)PQgetlength(res, i, C_CORRELATION));
     }
     if (PQgetlength(res, i, C_SOURCE) > 0) {
       props._flags |= AMQP_BASIC_APP_ID_FLAG;
-      props.app_id = bytes_of(PQgetvalue(res, i, C_SOURCE),
-                              (size_t)PQgetlength(res, i, C_SOURCE));
+      props.app_id = bytes_of(PQgetvalue(res, i, C_SOURCE), (size_t)PQgetlength(res, i, C_SOURCE));
     }
     props.headers.num_entries = nh;
     props.headers.entries = h;
@@ -533,23 +579,23 @@ static int publish_rows(wr_relay *r, const PGresult *res, int n, wr_err *err) {
        * written by other means might be): push it back, go on with the rest. */
       w->state = ROW_FAILED;
       w->code = WR_EINVAL;
-      snprintf(r->invalid_detail, sizeof r->invalid_detail, "%s", err ? err->msg : "");
+      copy_str(b->invalid_detail, sizeof b->invalid_detail, err->msg);
       continue;
     }
     if (rc)
       return rc;
-    if (r->first_seq == 0 || seq != r->last_seq + 1) {
-      /* First of the batch, or the channel's numbering restarted under us (it was
-       * reopened): whatever was sent before on the old channel gets no verdict. */
+    if (b->first_seq == 0 || seq != b->last_seq + 1) {
+      /* First of the batch, or the numbering jumped (conn guarantees it does not):
+       * whatever this batch sent before gets no verdict, it counts as lost. */
       for (int j = 0; j < i; j++)
-        if (r->rows[j].state == ROW_SENT) {
-          r->rows[j].state = ROW_FAILED;
-          r->rows[j].code = WR_ECLOSED;
+        if (b->rows[j].state == ROW_SENT) {
+          b->rows[j].state = ROW_FAILED;
+          b->rows[j].code = WR_ECLOSED;
         }
-      r->first_seq = seq;
+      b->first_seq = seq;
     }
-    r->last_seq = seq;
-    r->seq_row[seq - r->first_seq] = i;
+    b->last_seq = seq;
+    b->seq_row[seq - b->first_seq] = i;
     w->seq = seq;
     w->state = ROW_SENT;
   }
@@ -558,18 +604,18 @@ static int publish_rows(wr_relay *r, const PGresult *res, int n, wr_err *err) {
 
 /* Deletes the acked rows, pushes back the failed ones, commits. *first_error gets the
  * last_error text of the first failed row (for the log). */
-static int settle(wr_relay *r, const PGresult *res, int n, size_t *acked, size_t *failed,
-                  char *first_error, size_t fesz, wr_err *err) {
+static int settle(wr_relay *r, batch *b, size_t *acked, size_t *failed, char *first_error,
+                  size_t fesz, wr_err *err) {
   *acked = *failed = 0;
   first_error[0] = '\0';
   sb_reset(&r->ids);
   sb_str(&r->ids, "{");
   size_t n_ack = 0, n_fail = 0;
-  for (int i = 0; i < n; i++) {
-    if (r->rows[i].state != ROW_ACKED)
+  for (int i = 0; i < b->n; i++) {
+    if (b->rows[i].state != ROW_ACKED)
       continue;
     char num[24];
-    snprintf(num, sizeof num, "%s%" PRId64, n_ack ? "," : "", r->rows[i].id);
+    snprintf(num, sizeof num, "%s%" PRId64, n_ack ? "," : "", b->rows[i].id);
     sb_str(&r->ids, num);
     n_ack++;
   }
@@ -579,8 +625,8 @@ static int settle(wr_relay *r, const PGresult *res, int n, size_t *acked, size_t
     if (r->ids.oom)
       return wr_err_set(err, WR_ENOMEM, "relay settle: out of memory");
     const char *p[1] = {r->ids.p};
-    PGresult *d = PQexecPrepared(r->pg, "wr_relay_delete", 1, p, NULL, NULL, 0);
-    rc = wr_db_check(r->pg, d, PGRES_COMMAND_OK, "delete published outbox rows", err);
+    PGresult *d = PQexecPrepared(b->pg, "wr_relay_delete", 1, p, NULL, NULL, 0);
+    rc = wr_db_check(b->pg, d, PGRES_COMMAND_OK, "delete published outbox rows", err);
     PQclear(d);
     if (rc)
       return rc;
@@ -593,8 +639,8 @@ static int settle(wr_relay *r, const PGresult *res, int n, size_t *acked, size_t
   sb_str(&r->delays, "{");
   sb_str(&r->errs, "{");
   int64_t now = wr_mono_ns();
-  for (int i = 0; i < n; i++) {
-    row *w = &r->rows[i];
+  for (int i = 0; i < b->n; i++) {
+    row *w = &b->rows[i];
     if (w->state == ROW_SENT) { /* published, no verdict: treat as lost */
       w->state = ROW_FAILED;
       w->code = WR_ECLOSED;
@@ -611,7 +657,7 @@ static int settle(wr_relay *r, const PGresult *res, int n, size_t *acked, size_t
     sb_str(&r->ids, num);
     snprintf(num, sizeof num, "%s%u", n_fail ? "," : "", delay);
     sb_str(&r->delays, num);
-    row_error(r, w, res, i, msg, sizeof msg);
+    row_error(r, b, i, msg, sizeof msg);
     if (n_fail)
       sb_str(&r->errs, ",");
     else
@@ -626,13 +672,13 @@ static int settle(wr_relay *r, const PGresult *res, int n, size_t *acked, size_t
     if (r->ids.oom || r->delays.oom || r->errs.oom)
       return wr_err_set(err, WR_ENOMEM, "relay settle: out of memory");
     const char *p[3] = {r->ids.p, r->delays.p, r->errs.p};
-    PGresult *u = PQexecPrepared(r->pg, "wr_relay_fail", 3, p, NULL, NULL, 0);
-    rc = wr_db_check(r->pg, u, PGRES_COMMAND_OK, "mark failed outbox rows", err);
+    PGresult *u = PQexecPrepared(b->pg, "wr_relay_fail", 3, p, NULL, NULL, 0);
+    rc = wr_db_check(b->pg, u, PGRES_COMMAND_OK, "mark failed outbox rows", err);
     PQclear(u);
     if (rc)
       return rc;
   }
-  rc = wr_db_exec(r->pg, "COMMIT", err);
+  rc = wr_db_exec(b->pg, "COMMIT", err);
   if (rc)
     return rc;
   *acked = n_ack;
@@ -640,14 +686,14 @@ static int settle(wr_relay *r, const PGresult *res, int n, size_t *acked, size_t
   return 0;
 }
 
-static void refresh_pending(wr_relay *r) {
-  if (!r->m_pending || !r->pg)
+static void refresh_pending(wr_relay *r, PGconn *idle) {
+  if (!r->m_pending || !idle || PQtransactionStatus(idle) != PQTRANS_IDLE)
     return;
   int64_t now = wr_mono_ns();
   if (r->pending_refreshed_ns != 0 && now - r->pending_refreshed_ns < 1000000000)
     return;
   r->pending_refreshed_ns = now;
-  int64_t n = wr_outbox_pending(r->pg, NULL);
+  int64_t n = wr_outbox_pending(idle, NULL);
   if (n >= 0)
     wr_gauge_set(r->m_pending, (double)n);
 }
@@ -666,11 +712,9 @@ static void log_failures(wr_relay *r, size_t failed, const char *first_error) {
   r->last_fail_log_ns = now;
 }
 
-/* Runs one claim-publish-settle cycle. *claimed = rows claimed, *published = rows acked
- * and deleted. */
-static int cycle(wr_relay *r, size_t *claimed, size_t *published, wr_err *err) {
-  *claimed = 0;
-  *published = 0;
+/* Makes both connections usable (one attempt each) and reads what the broker sent
+ * meanwhile. */
+static int prepare(wr_relay *r, wr_err *err) {
   int rc = ensure_pg(r, err);
   if (rc)
     return rc;
@@ -684,87 +728,111 @@ static int cycle(wr_relay *r, size_t *claimed, size_t *published, wr_err *err) {
   }
   if (wr_conn_is_blocked(r->amqp))
     return wr_err_set(err, WR_EBLOCKED, "the broker blocked the connection (resource alarm)");
+  return 0;
+}
 
-  rollback_quietly(r->pg);
-  rc = wr_db_exec(r->pg, "BEGIN", err);
+/* Claims a batch (connections prepared) and publishes it. On return with 0, the batch
+ * is active when rows were claimed (*claimed > 0); publishing may have stopped early
+ * (b->prc), which finish_batch reports after settling. */
+static int begin_batch(wr_relay *r, size_t *claimed, wr_err *err) {
+  batch *b = &r->b;
+  *claimed = 0;
+  rollback_quietly(b->pg);
+  int rc = wr_db_exec(b->pg, "BEGIN", err);
   PGresult *res = NULL;
   if (rc == 0) {
     char lim[16];
     snprintf(lim, sizeof lim, "%u", r->o.batch_size);
     const char *p[1] = {lim};
-    res = PQexecPrepared(r->pg, "wr_relay_claim", 1, p, NULL, NULL, 1);
-    rc = wr_db_check(r->pg, res, PGRES_TUPLES_OK, "claim outbox rows", err);
+    res = PQexecPrepared(b->pg, "wr_relay_claim", 1, p, NULL, NULL, 1);
+    rc = wr_db_check(b->pg, res, PGRES_TUPLES_OK, "claim outbox rows", err);
     if (rc == 0 && PQnfields(res) != C_COUNT)
       rc = wr_err_set(err, WR_EDB, "claim outbox rows: unexpected result shape");
   }
   if (rc) {
     PQclear(res);
-    rollback_quietly(r->pg);
-    outage_begin(r, wr_db_broken(r->pg) ? SIDE_PG : SIDE_OUTBOX, err);
+    rollback_quietly(b->pg);
+    outage_begin(r, wr_db_broken(b->pg) ? SIDE_PG : SIDE_OUTBOX, err);
     return rc;
   }
   int n = PQntuples(res);
   if (n == 0) {
     PQclear(res);
-    rc = wr_db_exec(r->pg, "COMMIT", err);
+    rc = wr_db_exec(b->pg, "COMMIT", err);
     if (rc) {
       outage_begin(r, SIDE_PG, err);
       return rc;
     }
-    outages_end(r);
-    refresh_pending(r);
+    refresh_pending(r, b->pg);
     return 0;
   }
-  *claimed = (size_t)n;
+  b->res = res;
+  b->n = n;
   for (int i = 0; i < n; i++)
-    r->rows[i] = (row){.id = be64(PQgetvalue(res, i, C_ID)),
+    b->rows[i] = (row){.id = be64(PQgetvalue(res, i, C_ID)),
                        .attempts = be32(PQgetvalue(res, i, C_ATTEMPTS)),
                        .state = ROW_UNSENT};
-  r->close_detail[0] = '\0';
-  r->first_seq = r->last_seq = 0;
+  b->close_detail[0] = '\0';
+  b->invalid_detail[0] = '\0';
+  b->first_seq = b->last_seq = 0;
+  b->prc = 0;
+  memset(&b->perr, 0, sizeof b->perr);
 
-  rc = check_exchanges(r, res, n, err);
+  rc = check_exchanges(r, b, err);
   if (rc) {
     /* Nothing published yet: give the rows back untouched. */
     PQclear(res);
-    rollback_quietly(r->pg);
+    b->res = NULL;
+    rollback_quietly(b->pg);
     outage_begin(r, SIDE_AMQP, err);
     return rc;
   }
+  b->active = true;
+  *claimed = (size_t)n;
+  b->t0 = wr_mono_ns();
+  b->prc = publish_rows(r, b, &b->perr);
+  return 0;
+}
 
-  int64_t t0 = wr_mono_ns();
-  wr_err perr = {0}, werr = {0};
-  int prc = publish_rows(r, res, n, &perr);
+/* Waits for the batch's verdicts and settles it (commit). *published = rows acked and
+ * deleted. Returns 0, or the connection failure that cut the batch short (after
+ * settling what could be settled), or the database failure of the settle (the
+ * published rows stay and go out again). */
+static int finish_batch(wr_relay *r, size_t *published, wr_err *err) {
+  batch *b = &r->b;
+  *published = 0;
   int wrc = 0;
-  if (r->last_seq > 0) {
-    wrc = wr_conn_wait_confirms(r->amqp, r->last_seq, r->o.confirm_timeout_ms, on_confirm, r,
-                                &werr);
+  wr_err werr = {0};
+  if (b->last_seq > 0) {
+    wrc =
+        wr_conn_wait_confirms(r->amqp, b->last_seq, r->o.confirm_timeout_ms, on_confirm, r, &werr);
     if (wrc == WR_ETIMEDOUT) {
-      /* Verdicts may still come, too late to be trusted: continue on a fresh
-       * connection so that no stale confirm can ever be matched to a later batch. */
-      for (int i = 0; i < n; i++)
-        if (r->rows[i].state == ROW_SENT) {
-          r->rows[i].state = ROW_FAILED;
-          r->rows[i].code = WR_ETIMEDOUT;
+      /* Verdicts may still come, too late to be trusted: the unsettled rows count as
+       * failed, and the relay continues on a fresh connection. */
+      for (int i = 0; i < b->n; i++)
+        if (b->rows[i].state == ROW_SENT) {
+          b->rows[i].state = ROW_FAILED;
+          b->rows[i].code = WR_ETIMEDOUT;
         }
       amqp_drop(r);
     }
     if (r->m_confirm)
-      wr_histogram_observe(r->m_confirm, (double)(wr_mono_ns() - t0) / 1e9);
+      wr_histogram_observe(r->m_confirm, (double)(wr_mono_ns() - b->t0) / 1e9);
   }
   if (wrc && wrc != WR_ETIMEDOUT)
-    snprintf(r->close_detail, sizeof r->close_detail, "%s", werr.msg);
-  else if (prc && prc != WR_EBLOCKED)
-    snprintf(r->close_detail, sizeof r->close_detail, "%s", perr.msg);
+    copy_str(b->close_detail, sizeof b->close_detail, werr.msg);
+  else if (b->prc && b->prc != WR_EBLOCKED)
+    copy_str(b->close_detail, sizeof b->close_detail, b->perr.msg);
 
   size_t acked = 0, failed = 0;
   char first_error[400];
-  rc = settle(r, res, n, &acked, &failed, first_error, sizeof first_error, err);
-  PQclear(res);
+  int rc = settle(r, b, &acked, &failed, first_error, sizeof first_error, err);
+  PQclear(b->res);
+  b->res = NULL;
+  b->active = false;
   if (rc) {
-    /* The published rows stay in the outbox and go out again: duplicates, never loss. */
-    rollback_quietly(r->pg);
-    outage_begin(r, wr_db_broken(r->pg) ? SIDE_PG : SIDE_OUTBOX, err);
+    rollback_quietly(b->pg);
+    outage_begin(r, wr_db_broken(b->pg) ? SIDE_PG : SIDE_OUTBOX, err);
     return rc;
   }
   *published = acked;
@@ -774,16 +842,16 @@ static int cycle(wr_relay *r, size_t *claimed, size_t *published, wr_err *err) {
   wr_counter_add(r->m_published, acked);
   wr_counter_add(r->m_failed, failed);
   log_failures(r, failed, first_error);
-  refresh_pending(r);
+  refresh_pending(r, b->pg);
 
   /* Publishing was cut short by the connection (lost, blocked): report it now that the
    * batch is settled. A channel-level verdict (the broker closed channel 1 and conn
    * reopened it) or a confirm timeout is not a connection failure: the rows concerned
    * are marked and the relay carries on. */
-  int fail = prc ? prc : (wrc != WR_ETIMEDOUT ? wrc : 0);
+  int fail = b->prc ? b->prc : (wrc != WR_ETIMEDOUT ? wrc : 0);
   if (fail && (fail == WR_EBLOCKED || !wr_conn_is_open(r->amqp))) {
     if (err)
-      *err = prc ? perr : werr;
+      *err = b->prc ? b->perr : werr;
     if (fail != WR_EBLOCKED)
       outage_begin(r, SIDE_AMQP, err);
     return fail;
@@ -792,13 +860,28 @@ static int cycle(wr_relay *r, size_t *claimed, size_t *published, wr_err *err) {
   return 0;
 }
 
+/* One cycle: claim, publish, wait, settle. */
+static int cycle(wr_relay *r, size_t *claimed, size_t *published, wr_err *err) {
+  *claimed = 0;
+  *published = 0;
+  int rc = prepare(r, err);
+  if (rc == 0)
+    rc = begin_batch(r, claimed, err);
+  if (rc || !r->b.active) {
+    if (rc == 0)
+      outages_end(r);
+    return rc;
+  }
+  return finish_batch(r, published, err);
+}
+
 /* ---- waiting ------------------------------------------------------------------------ */
 
 /* Drains notifications already read by libpq; true if there was at least one. */
 static bool take_notifies(wr_relay *r) {
   bool any = false;
   PGnotify *nf;
-  while (r->pg && (nf = PQnotifies(r->pg)) != NULL) {
+  while (r->b.pg && (nf = PQnotifies(r->b.pg)) != NULL) {
     any = true;
     PQfreemem(nf);
   }
@@ -814,9 +897,10 @@ static void drain_wake_fd(wr_relay *r) {
 /* Sleeps up to ms, returning early on a NOTIFY, wr_relay_wake() or stop(). Services
  * the AMQP connection meanwhile (heartbeats, blocked notices, a broker closing). */
 static void wait_for_work(wr_relay *r, unsigned ms) {
+  PGconn *pg = r->b.pg;
   int64_t end = wr_mono_ns() + (int64_t)ms * 1000000;
-  if (r->pg) {
-    if (!PQconsumeInput(r->pg))
+  if (pg) {
+    if (!PQconsumeInput(pg))
       return; /* broken: the next cycle reconnects */
     if (take_notifies(r))
       return;
@@ -840,9 +924,9 @@ static void wait_for_work(wr_relay *r, unsigned ms) {
     struct pollfd p[3];
     int np = 0, pg_i = -1, am_i = -1;
     p[np++] = (struct pollfd){.fd = r->wake_fd, .events = POLLIN};
-    if (r->pg && PQsocket(r->pg) >= 0) {
+    if (pg && PQsocket(pg) >= 0) {
       pg_i = np;
-      p[np++] = (struct pollfd){.fd = PQsocket(r->pg), .events = POLLIN};
+      p[np++] = (struct pollfd){.fd = PQsocket(pg), .events = POLLIN};
     }
     if (wr_conn_is_open(r->amqp)) {
       int fd = amqp_get_sockfd(wr_conn_amqp(r->amqp));
@@ -865,7 +949,7 @@ static void wait_for_work(wr_relay *r, unsigned ms) {
         amqp_drop(r);
     }
     if (pg_i >= 0 && p[pg_i].revents) {
-      if (!PQconsumeInput(r->pg))
+      if (!PQconsumeInput(pg))
         return;
       if (take_notifies(r))
         return;
@@ -897,9 +981,11 @@ static unsigned cap_to_deadline(const wr_relay *r, unsigned ms) {
   return left < (int64_t)ms ? (unsigned)left : ms;
 }
 
-/* The thread: cycles until stopped. After stop() it keeps cycling until the outbox is
+/* ---- thread ------------------------------------------------------------------------- */
+
+/* The thread: cycles until stopped. After stop() it keeps going until the outbox is
  * empty (including rows in flight at other relays and rows waiting for their retry)
- * or the deadline passes. */
+ * or the deadline passes; the batch in flight is always settled first. */
 static void *relay_main(void *arg) {
   wr_relay *r = arg;
   unsigned streak = 0;
@@ -913,6 +999,7 @@ static void *relay_main(void *arg) {
     wr_err err = {0};
     int rc = cycle(r, &claimed, &published, &err);
     if (rc != 0) {
+      /* Something is down: back off (interruptible by stop), then again, forever. */
       unsigned ms = wr_backoff_ms(streak < 16 ? streak : 16, 200, r->outage_max_ms);
       streak++;
       backoff_sleep(r, draining ? cap_to_deadline(r, ms) : ms, draining);
@@ -923,11 +1010,11 @@ static void *relay_main(void *arg) {
       continue; /* probably more waiting */
     unsigned ms = r->o.poll_interval_ms;
     if (draining) {
-      if (wr_outbox_pending(r->pg, NULL) == 0) {
+      if (wr_outbox_pending(r->b.pg, NULL) == 0) {
         r->drain_rc = 0;
         break;
       }
-      ms = 50;
+      ms = 50; /* rows in flight elsewhere or waiting for their retry time */
     }
     if (r->next_retry_ns) {
       int64_t due_ms = (r->next_retry_ns - wr_mono_ns()) / 1000000;
@@ -963,7 +1050,8 @@ int wr_relay_new(const wr_relay_opts *opts, wr_relay **out, wr_err *err) {
     return wr_err_set(err, WR_EINVAL, "wr_relay_new: batch_size must be 1..100000");
   if (opts->poll_interval_ms == 0 || opts->confirm_timeout_ms == 0 || opts->retry_base_ms == 0 ||
       opts->retry_max_ms < opts->retry_base_ms)
-    return wr_err_set(err, WR_EINVAL, "wr_relay_new: poll_interval_ms, confirm_timeout_ms and "
+    return wr_err_set(err, WR_EINVAL,
+                      "wr_relay_new: poll_interval_ms, confirm_timeout_ms and "
                       "retry_base_ms must be > 0, retry_max_ms >= retry_base_ms");
   wr_relay *r = calloc(1, sizeof *r);
   if (!r)
@@ -973,13 +1061,13 @@ int wr_relay_new(const wr_relay_opts *opts, wr_relay **out, wr_err *err) {
   r->o = *opts;
   r->database_url = dup_or_null(opts->database_url, &oom);
   r->name = dup_or_null(opts->name, &oom);
-  r->rows = calloc(opts->batch_size, sizeof *r->rows);
-  r->seq_row = calloc(opts->batch_size, sizeof *r->seq_row);
-  if (oom || !r->rows || !r->seq_row || pthread_mutex_init(&r->mu, NULL) != 0) {
+  r->b.rows = calloc(opts->batch_size, sizeof *r->b.rows);
+  r->b.seq_row = calloc(opts->batch_size, sizeof *r->b.seq_row);
+  if (oom || !r->b.rows || !r->b.seq_row || pthread_mutex_init(&r->mu, NULL) != 0) {
     free(r->database_url);
     free(r->name);
-    free(r->rows);
-    free(r->seq_row);
+    free(r->b.rows);
+    free(r->b.seq_row);
     free(r);
     return wr_err_set(err, WR_ENOMEM, "wr_relay_new: out of memory");
   }
@@ -1008,8 +1096,7 @@ int wr_relay_new(const wr_relay_opts *opts, wr_relay **out, wr_err *err) {
 
   if (opts->metrics) {
     r->m_published = wr_metrics_counter(opts->metrics, "warren_outbox_published_total",
-                                        "Outbox rows published and confirmed by the broker",
-                                        NULL);
+                                        "Outbox rows published and confirmed by the broker", NULL);
     r->m_failed = wr_metrics_counter(opts->metrics, "warren_outbox_failed_total",
                                      "Outbox row publish attempts that were nacked, returned, "
                                      "refused or lost",
@@ -1102,7 +1189,10 @@ void wr_relay_free(wr_relay *r) {
   if (!r)
     return;
   wr_relay_stop(r, 0);
-  pg_drop(r);
+  PQclear(r->b.res);
+  pg_drop(&r->b);
+  free(r->b.rows);
+  free(r->b.seq_row);
   wr_conn_free(r->amqp);
   for (size_t i = 0; i < r->n_known; i++)
     free(r->known[i]);
@@ -1111,8 +1201,6 @@ void wr_relay_free(wr_relay *r) {
   free(r->ids.p);
   free(r->delays.p);
   free(r->errs.p);
-  free(r->rows);
-  free(r->seq_row);
   free(r->database_url);
   free(r->name);
   pthread_mutex_destroy(&r->mu);

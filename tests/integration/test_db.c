@@ -75,9 +75,8 @@ static void connect_errors_hide_password(void **state) {
   assert_null(strstr(err.msg, "Sekr3tPw"));
 
   /* key=value form with a password. */
-  assert_int_equal(wr_db_connect("host=127.0.0.1 port=1 password=Sekr3tPw dbname=x", NULL, &c,
-                                 &err),
-                   WR_EDB);
+  assert_int_equal(
+      wr_db_connect("host=127.0.0.1 port=1 password=Sekr3tPw dbname=x", NULL, &c, &err), WR_EDB);
   assert_null(strstr(err.msg, "Sekr3tPw"));
 
   /* Malformed strings. */
@@ -133,7 +132,9 @@ static void terminate_backend(PGconn *c) {
   PQfinish(admin);
 }
 
-static bool broken_cond(void *user) { return wr_db_broken(user); }
+static bool broken_cond(void *user) {
+  return wr_db_broken(user);
+}
 
 static void broken_connection_detected(void **state) {
   (void)state;
@@ -158,12 +159,15 @@ static void broken_connection_detected(void **state) {
 /* ---- migrations ------------------------------------------------------------------- */
 
 static const wr_migration app_migrations[] = {
-    {1, "create items", "CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);"
-                        "CREATE TABLE applied_log (what text)"},
-    {2, "seed items", "INSERT INTO items (id) VALUES (1), (2); INSERT INTO applied_log "
-                      "VALUES ('v2')"},
-    {5, "add column", "ALTER TABLE items ADD COLUMN label text; INSERT INTO applied_log "
-                      "VALUES ('v5')"},
+    {1, "create items",
+     "CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);"
+     "CREATE TABLE applied_log (what text)"},
+    {2, "seed items",
+     "INSERT INTO items (id) VALUES (1), (2); INSERT INTO applied_log "
+     "VALUES ('v2')"},
+    {5, "add column",
+     "ALTER TABLE items ADD COLUMN label text; INSERT INTO applied_log "
+     "VALUES ('v5')"},
 };
 
 static void migrate_idempotent_and_incremental(void **state) {
@@ -175,7 +179,8 @@ static void migrate_idempotent_and_incremental(void **state) {
   assert_int_equal(wr_db_migrate(c, "app", app_migrations, 2, &err), 0);
   assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM items"), 2);
   assert_int_equal(wt_pg_scalar(c, "SELECT max(version) FROM warren_schema_migrations "
-                                   "WHERE component = 'app'"), 2);
+                                   "WHERE component = 'app'"),
+                   2);
   /* Again: nothing re-runs (a re-run seed would fail on the primary key). */
   assert_int_equal(wr_db_migrate(c, "app", app_migrations, 2, &err), 0);
   assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM applied_log"), 1);
@@ -183,7 +188,8 @@ static void migrate_idempotent_and_incremental(void **state) {
   assert_int_equal(wr_db_migrate(c, "app", app_migrations, 3, &err), 0);
   assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM applied_log"), 2);
   assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM warren_schema_migrations "
-                                   "WHERE component = 'app'"), 3);
+                                   "WHERE component = 'app'"),
+                   3);
   PGresult *r = wt_pg_exec(c, "SELECT name FROM warren_schema_migrations WHERE component = "
                               "'app' AND version = 5");
   assert_string_equal(PQgetvalue(r, 0, 0), "add column");
@@ -209,8 +215,9 @@ static void migrate_failure_is_atomic(void **state) {
   wr_err err = {0};
   static const wr_migration bad[] = {
       {1, "good", "CREATE TABLE good_t (x int)"},
-      {2, "half bad", "CREATE TABLE half_t (x int); INSERT INTO half_t VALUES (1); "
-                      "SELECT * FROM missing_table"},
+      {2, "half bad",
+       "CREATE TABLE half_t (x int); INSERT INTO half_t VALUES (1); "
+       "SELECT * FROM missing_table"},
       {3, "never", "CREATE TABLE never_t (x int)"},
   };
   assert_int_equal(wr_db_migrate(c, "bad", bad, 3, &err), WR_EDB);
@@ -219,11 +226,14 @@ static void migrate_failure_is_atomic(void **state) {
   assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
   /* v1 stays applied, v2 left nothing behind, v3 never ran. */
   assert_int_equal(wt_pg_scalar(c, "SELECT max(version) FROM warren_schema_migrations "
-                                   "WHERE component = 'bad'"), 1);
+                                   "WHERE component = 'bad'"),
+                   1);
   assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM pg_tables WHERE tablename IN "
-                                   "('half_t', 'never_t')"), 0);
+                                   "('half_t', 'never_t')"),
+                   0);
   assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM pg_tables WHERE tablename = "
-                                   "'good_t'"), 1);
+                                   "'good_t'"),
+                   1);
   /* The advisory lock was released despite the failure. */
   PGconn *c2 = wt_pg_connect(url);
   assert_int_equal(wr_db_migrate(c2, "bad", bad, 1, &err), 0);
@@ -242,7 +252,8 @@ static void migrate_failure_is_atomic(void **state) {
   assert_int_equal(wr_db_migrate(c, "x", app_migrations, 1, &err), WR_EINVAL);
   PQclear(wt_pg_exec(c, "ROLLBACK"));
   assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM warren_schema_migrations "
-                                   "WHERE component = 'x'"), 0);
+                                   "WHERE component = 'x'"),
+                   0);
   PQfinish(c);
   wt_db_drop(url);
 }
@@ -301,9 +312,11 @@ static void migrate_concurrent_starters(void **state) {
     }
     PGconn *c = wt_pg_connect(url);
     assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM warren_schema_migrations "
-                                     "WHERE component = 'warren'"), 1);
+                                     "WHERE component = 'warren'"),
+                     1);
     assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM warren_schema_migrations "
-                                     "WHERE component = 'app'"), 3);
+                                     "WHERE component = 'app'"),
+                     3);
     assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM applied_log"), 2);
     assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM items"), 2);
     PQfinish(c);
@@ -321,26 +334,43 @@ static void runtime_tables_and_notify(void **state) {
 
   /* The columns other modules rely on (docs/DESIGN.md "Runtime tables"). */
   static const char *const cols[][2] = {
-      {"warren_outbox", "id"},          {"warren_outbox", "event_id"},
-      {"warren_outbox", "event_type"},  {"warren_outbox", "exchange"},
-      {"warren_outbox", "routing_key"}, {"warren_outbox", "aggregate_type"},
-      {"warren_outbox", "aggregate_id"}, {"warren_outbox", "version"},
-      {"warren_outbox", "correlation_id"}, {"warren_outbox", "causation_id"},
-      {"warren_outbox", "source_service"}, {"warren_outbox", "occurred_at"},
-      {"warren_outbox", "payload"},     {"warren_outbox", "created_at"},
-      {"warren_outbox", "attempts"},    {"warren_outbox", "next_attempt_at"},
-      {"warren_outbox", "last_error"},  {"warren_inbox", "consumer"},
-      {"warren_inbox", "event_id"},     {"warren_inbox", "processed_at"},
-      {"warren_versions", "scope"},     {"warren_versions", "aggregate_type"},
-      {"warren_versions", "aggregate_id"}, {"warren_versions", "version"},
-      {"warren_versions", "tombstone"}, {"warren_versions", "updated_at"},
-      {"warren_schema_migrations", "component"}, {"warren_schema_migrations", "version"},
-      {"warren_schema_migrations", "name"}, {"warren_schema_migrations", "applied_at"},
+      {"warren_outbox", "id"},
+      {"warren_outbox", "event_id"},
+      {"warren_outbox", "event_type"},
+      {"warren_outbox", "exchange"},
+      {"warren_outbox", "routing_key"},
+      {"warren_outbox", "aggregate_type"},
+      {"warren_outbox", "aggregate_id"},
+      {"warren_outbox", "version"},
+      {"warren_outbox", "correlation_id"},
+      {"warren_outbox", "causation_id"},
+      {"warren_outbox", "source_service"},
+      {"warren_outbox", "occurred_at"},
+      {"warren_outbox", "payload"},
+      {"warren_outbox", "created_at"},
+      {"warren_outbox", "attempts"},
+      {"warren_outbox", "next_attempt_at"},
+      {"warren_outbox", "last_error"},
+      {"warren_inbox", "consumer"},
+      {"warren_inbox", "event_id"},
+      {"warren_inbox", "processed_at"},
+      {"warren_versions", "scope"},
+      {"warren_versions", "aggregate_type"},
+      {"warren_versions", "aggregate_id"},
+      {"warren_versions", "version"},
+      {"warren_versions", "tombstone"},
+      {"warren_versions", "updated_at"},
+      {"warren_schema_migrations", "component"},
+      {"warren_schema_migrations", "version"},
+      {"warren_schema_migrations", "name"},
+      {"warren_schema_migrations", "applied_at"},
   };
   for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
     char sql[300];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM information_schema.columns WHERE "
-                              "table_name = '%s' AND column_name = '%s'", cols[i][0], cols[i][1]);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM information_schema.columns WHERE "
+             "table_name = '%s' AND column_name = '%s'",
+             cols[i][0], cols[i][1]);
     if (wt_pg_scalar(c, sql) != 1)
       fail_msg("missing column %s.%s", cols[i][0], cols[i][1]);
   }

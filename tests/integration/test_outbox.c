@@ -42,7 +42,9 @@ static int teardown(void **state) {
   return 0;
 }
 
-static long long rows(PGconn *c) { return wt_pg_scalar(c, "SELECT count(*) FROM warren_outbox"); }
+static long long rows(PGconn *c) {
+  return wt_pg_scalar(c, "SELECT count(*) FROM warren_outbox");
+}
 
 /* A WidgetCreated with meta aggregate_id/version set and everything else empty. */
 typedef struct widget_ev {
@@ -71,8 +73,8 @@ static void widget_init(widget_ev *w, const char *agg, uint64_t version) {
  * testev__v1__widget_created__free_unpacked. */
 static Testev__V1__WidgetCreated *row_event(PGconn *c, const char *event_id) {
   const char *p[1] = {event_id};
-  PGresult *r = PQexecParams(c, "SELECT payload FROM warren_outbox WHERE event_id = $1", 1, NULL,
-                             p, NULL, NULL, 1);
+  PGresult *r = PQexecParams(c, "SELECT payload FROM warren_outbox WHERE event_id = $1", 1, NULL, p,
+                             NULL, NULL, 1);
   assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
   assert_int_equal(PQntuples(r), 1);
   Testev__V1__WidgetCreated *e = testev__v1__widget_created__unpack(
@@ -87,8 +89,11 @@ static void append_commit_fills_meta(void **state) {
   widget_ev w;
   widget_init(&w, "w-1", 3);
   wr_err err = {0};
-  wr_outbox ob = {.conn = f->c, .source_service = "widgets", .source_instance = "widgets-1",
-                  .correlation_id = "req-77", .causation_id = "0190a000-0000-7000-8000-000000000001",
+  wr_outbox ob = {.conn = f->c,
+                  .source_service = "widgets",
+                  .source_instance = "widgets-1",
+                  .correlation_id = "req-77",
+                  .causation_id = "0190a000-0000-7000-8000-000000000001",
                   .err = &err};
   int64_t before = wr_now_ns() / 1000000000;
   assert_int_equal(wr_db_exec(f->c, "BEGIN", NULL), 0);
@@ -163,7 +168,9 @@ static void caller_values_win_and_defaults(void **state) {
   w.meta.event_id = "0190A000-0000-7ABC-8DEF-00000000BEEF"; /* uppercase is normalised */
   w.meta.correlation_id = "from-meta";
   w.meta.source_service = "meta-svc";
-  wr_outbox ob = {.conn = f->c, .source_service = "ob-svc", .correlation_id = "from-ob",
+  wr_outbox ob = {.conn = f->c,
+                  .source_service = "ob-svc",
+                  .correlation_id = "from-ob",
                   .exchange = "other.events"};
   assert_int_equal(wr_db_exec(f->c, "BEGIN", NULL), 0);
   assert_int_equal(wr_outbox_append(&ob, &testev_events[TESTEV_CREATED], &w.ev.base), 0);
@@ -184,9 +191,11 @@ static void caller_values_win_and_defaults(void **state) {
   assert_string_equal(e->meta->source_service, "meta-svc");
   testev__v1__widget_created__free_unpacked(e, NULL);
   const char *p[1] = {ob.last_event_id};
-  PGresult *r = PQexecParams(f->c, "SELECT exchange, occurred_at = '2023-11-14T22:13:20.123456Z',"
-                                   " source_service, correlation_id FROM warren_outbox "
-                                   "WHERE event_id = $1", 1, NULL, p, NULL, NULL, 0);
+  PGresult *r = PQexecParams(f->c,
+                             "SELECT exchange, occurred_at = '2023-11-14T22:13:20.123456Z',"
+                             " source_service, correlation_id FROM warren_outbox "
+                             "WHERE event_id = $1",
+                             1, NULL, p, NULL, NULL, 0);
   assert_string_equal(PQgetvalue(r, 0, 0), "other.events");
   assert_string_equal(PQgetvalue(r, 0, 1), "t");
   assert_string_equal(PQgetvalue(r, 0, 2), "meta-svc");
@@ -199,8 +208,10 @@ static void caller_values_win_and_defaults(void **state) {
   assert_string_equal(e->meta->source_service, "");
   testev__v1__widget_created__free_unpacked(e, NULL);
   p[0] = ob2.last_event_id;
-  r = PQexecParams(f->c, "SELECT causation_id IS NULL, source_service FROM warren_outbox "
-                         "WHERE event_id = $1", 1, NULL, p, NULL, NULL, 0);
+  r = PQexecParams(f->c,
+                   "SELECT causation_id IS NULL, source_service FROM warren_outbox "
+                   "WHERE event_id = $1",
+                   1, NULL, p, NULL, NULL, 0);
   assert_string_equal(PQgetvalue(r, 0, 0), "t");
   assert_string_equal(PQgetvalue(r, 0, 1), "");
   PQclear(r);
@@ -242,8 +253,8 @@ static void outside_transaction_is_einval(void **state) {
 
 /* Appends inside a transaction, expects `want`, checks the transaction is still
  * usable, and that nothing was inserted. */
-static void expect_refused(fixture *f, wr_outbox *ob, const wr_event_type *t,
-                           ProtobufCMessage *ev, int want, const char *msg_part) {
+static void expect_refused(fixture *f, wr_outbox *ob, const wr_event_type *t, ProtobufCMessage *ev,
+                           int want, const char *msg_part) {
   wr_err err = {0};
   ob->err = &err;
   assert_int_equal(wr_db_exec(f->c, "BEGIN", NULL), 0);

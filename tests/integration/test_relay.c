@@ -7,7 +7,8 @@
  * exchange stay with attempts and last_error, and go out later); the relay thread
  * survives such rows; two relays on one outbox publish every row once; NOTIFY and
  * wr_relay_wake wake a relay whose polling interval is 10 s; stop() drains; metrics;
- * the topology is declared on connect; bad options and states. Broker and database restarts are in test_relay_chaos.c. */
+ * the topology is declared on connect; bad options and states. Broker and database
+ * restarts are in test_relay_chaos.c. */
 #include "test_relay_fixture.h"
 
 #include <pthread.h>
@@ -98,8 +99,8 @@ static void check_message(const amqp_envelope_t *env, void *user) {
     assert_null(v);
   }
 
-  Testev__V1__WidgetUpdated *e = testev__v1__widget_updated__unpack(
-      NULL, env->message.body.len, env->message.body.bytes);
+  Testev__V1__WidgetUpdated *e =
+      testev__v1__widget_updated__unpack(NULL, env->message.body.len, env->message.body.bytes);
   assert_non_null(e);
   assert_non_null(e->meta);
   assert_string_equal(e->meta->event_id, oc->ids[k]);
@@ -188,7 +189,8 @@ static void nacked_rows_stay_until_acked(void **state) {
   assert_int_equal(n, 5);
   assert_int_equal(rfx_outbox_rows(f.pg), N - 5);
   assert_int_equal(rows_where(f.pg, "attempts = 1 AND last_error LIKE 'nacked%' AND "
-                                    "next_attempt_at > created_at"), N - 5);
+                                    "next_attempt_at > created_at"),
+                   N - 5);
   /* The acked ones are exactly the first five (id order). */
   for (int i = 0; i < 5; i++) {
     char cond[120];
@@ -236,7 +238,8 @@ static void unroutable_rows_stay_and_retry(void **state) {
   assert_int_equal(n, 0);
   assert_int_equal(rfx_outbox_rows(f.pg), 4);
   assert_int_equal(rows_where(f.pg, "attempts = 1 AND last_error LIKE 'returned by the broker%' "
-                                    "AND last_error LIKE '%" UPDATED "%'"), 4);
+                                    "AND last_error LIKE '%" UPDATED "%'"),
+                   4);
   wr_relay_stats st;
   wr_relay_stats_get(r, &st);
   assert_int_equal(st.failed, 4);
@@ -293,8 +296,10 @@ static void missing_exchange_keeps_relay_running(void **state) {
   for (int i = 0; i < 3; i++)
     assert_string_equal(got[i].aggregate_id, "good-0");
   /* The bad rows are retried again and again; the relay carries on. */
-  attempts_cond ac = {.pg = f.pg, .cond = "attempts >= 3 AND last_error LIKE 'exchange % does "
-                                          "not exist'", .want = 3};
+  attempts_cond ac = {.pg = f.pg,
+                      .cond = "attempts >= 3 AND last_error LIKE 'exchange % does "
+                              "not exist'",
+                      .want = 3};
   assert_true(wt_wait_until(rows_match, &ac, 20000));
   /* Meanwhile new good rows still flow. */
   rfx_append(f.pg, f.exchange, "later", 1, 2, 10, NULL);

@@ -52,8 +52,7 @@ static int collect_and_check(const char *queue, int n) {
   int missing = 0;
   for (int v = 1; v <= n; v++)
     missing += seen[v] == 0;
-  printf("queue depth %ld, received %d, duplicates %d, missing %d\n", depth, total, dups,
-         missing);
+  printf("queue depth %ld, received %d, duplicates %d, missing %d\n", depth, total, dups, missing);
   free(seen);
   wt_amqp_close(c);
   if (missing)
@@ -91,7 +90,8 @@ static void broker_restart_loses_nothing(void **state) {
   wr_relay_stats st;
   wr_relay_stats_get(r, &st);
   printf("broker restart: published %" PRIu64 ", failed attempts %" PRIu64 ", reconnects %" PRIu64
-         "\n", st.published, st.failed, st.reconnects);
+         "\n",
+         st.published, st.failed, st.reconnects);
   assert_true(st.reconnects >= 1);
   assert_true(st.published >= N);
 

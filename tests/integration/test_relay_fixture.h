@@ -46,8 +46,8 @@ static inline void rfx_declare_exchange(amqp_connection_state_t c, const char *n
 }
 
 /* Declares a durable classic queue bound to exchange with "#". */
-static inline void rfx_bind_queue(amqp_connection_state_t c, const char *queue, const char *exchange,
-                           amqp_table_t args) {
+static inline void rfx_bind_queue(amqp_connection_state_t c, const char *queue,
+                                  const char *exchange, amqp_table_t args) {
   amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
   assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
   amqp_queue_bind(c, 1, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
@@ -98,7 +98,7 @@ static inline void rfx_fini(rfx *f) {
  * "<agg>-<i % aggs>", version = seq (increasing), causation set on even ones. Event ids
  * are written to ids (may be NULL, n entries). */
 static inline void rfx_append(PGconn *pg, const char *exchange, const char *agg, int aggs, int n,
-                       int64_t first_version, char (*ids)[WR_UUID_STRLEN]) {
+                              int64_t first_version, char (*ids)[WR_UUID_STRLEN]) {
   wr_err err = {0};
   if (wr_db_exec(pg, "BEGIN", &err) != 0)
     fail_msg("BEGIN: %s", err.msg);
@@ -115,9 +115,12 @@ static inline void rfx_append(PGconn *pg, const char *exchange, const char *agg,
     d.count = first_version + i;
     ev.meta = &m;
     ev.data = &d;
-    wr_outbox ob = {.conn = pg, .source_service = "relay-test", .correlation_id = "corr-1",
+    wr_outbox ob = {.conn = pg,
+                    .source_service = "relay-test",
+                    .correlation_id = "corr-1",
                     .causation_id = i % 2 == 0 ? "0190a000-0000-7000-8000-00000000cafe" : NULL,
-                    .exchange = exchange, .err = &err};
+                    .exchange = exchange,
+                    .err = &err};
     if (wr_outbox_append(&ob, &testev_events[TESTEV_UPDATED], &ev.base) != 0)
       fail_msg("append: %s", err.msg);
     if (ids)
@@ -147,15 +150,14 @@ static inline void rfx_bytes(amqp_bytes_t b, char *out, size_t outsz) {
 static inline void rfx_consume(amqp_connection_state_t c, const char *queue) {
   amqp_basic_qos(c, 1, 0, 2000, 0);
   assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
-  amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 1, 0,
-                     amqp_empty_table);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
   assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
 }
 
 /* Receives one message within timeout_ms. Returns false on timeout. Fills g; the
  * envelope is checked by check (may be NULL) before it is destroyed. */
 static inline bool rfx_receive(amqp_connection_state_t c, int timeout_ms, got_msg *g,
-                        void (*check)(const amqp_envelope_t *env, void *user), void *user) {
+                               void (*check)(const amqp_envelope_t *env, void *user), void *user) {
   amqp_envelope_t env;
   struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   amqp_maybe_release_buffers(c);
@@ -181,7 +183,7 @@ static inline bool rfx_receive(amqp_connection_state_t c, int timeout_ms, got_ms
 /* Receives until `want` messages arrived or nothing came for idle_ms. Returns the
  * count; messages in out (capacity cap). */
 static inline int rfx_receive_all(amqp_connection_state_t c, int want, int idle_ms, got_msg *out,
-                           int cap) {
+                                  int cap) {
   int n = 0;
   got_msg g;
   while (n < want && rfx_receive(c, idle_ms, &g, NULL, NULL)) {
