@@ -43,6 +43,11 @@ enum { EXT_EVENT = 51730, EXT_EXCHANGE = 51731, OPT_AGGREGATE_TYPE = 1, OPT_KIND
 #define MAX_AGGREGATE_TYPE 64
 #define MAX_AMQP_NAME      255
 
+/* protoc always names things; a hand-made request may not. */
+static const char *str(const char *s) {
+  return s ? s : "";
+}
+
 /* A SourceCodeInfo path under construction. Paths are short (2 per nesting level). */
 typedef struct path {
   int32_t v[128];
@@ -230,12 +235,12 @@ static void check_meta(const fctx *c, const Google__Protobuf__DescriptorProto *d
       path fnp = path_plus1(&fp, FIELD_NAME);
       cg_error(c->d, locate(c, &fnp),
                "event %s: field 1 of type warren.v1.EventMeta must be named `meta`, not `%s`",
-               full_name, first->name);
+               full_name, str(first->name));
     } else if (first != NULL) {
       cg_error(c->d, locate(c, &np),
                "event %s has no field `warren.v1.EventMeta meta = 1` (field 1 is `%s %s`); "
                "every event carries its metadata in field 1",
-               full_name, field_type_text(first), first->name);
+               full_name, field_type_text(first), str(first->name));
     } else {
       cg_error(c->d, locate(c, &np),
                "event %s has no field `warren.v1.EventMeta meta = 1`; every event carries its "
@@ -354,7 +359,7 @@ static void walk_messages(fctx *c, Google__Protobuf__DescriptorProto *const *v, 
     path mp = path_plus(parent_path, list_field, (int32_t)i);
     cg_message *m = &c->file->messages[c->next_message++];
     m->full_name =
-        scope[0] ? cg_sprintf(c->a, "%s.%s", scope, dp->name) : cg_strdup(c->a, dp->name);
+        scope[0] ? cg_sprintf(c->a, "%s.%s", scope, str(dp->name)) : cg_strdup(c->a, str(dp->name));
     m->c_type = cg_c_type_name(c->a, m->full_name);
     m->c_lower = cg_c_lower_name(c->a, m->full_name);
     m->comment = leading_comment(c, &mp);
@@ -364,10 +369,10 @@ static void walk_messages(fctx *c, Google__Protobuf__DescriptorProto *const *v, 
     m->fields = cg_alloc(c->a, sizeof(cg_field) * (dp->n_field ? dp->n_field : 1));
     for (size_t j = 0; j < dp->n_field; j++) {
       const Google__Protobuf__FieldDescriptorProto *f = dp->field[j];
-      m->fields[j].name = cg_strdup(c->a, f->name);
+      m->fields[j].name = cg_strdup(c->a, str(f->name));
       m->fields[j].number = f->number;
       m->fields[j].json_name =
-          cg_strdup(c->a, f->json_name ? f->json_name : cg_default_json_name(c->a, f->name));
+          cg_strdup(c->a, f->json_name ? f->json_name : cg_default_json_name(c->a, str(f->name)));
     }
     qsort(m->fields, m->n_fields, sizeof(cg_field), cmp_field_number);
     m->is_event = check_event(c, dp, &mp, m, nested, scope);
@@ -383,10 +388,10 @@ static void check_json_names_without_events(fctx *c, Google__Protobuf__Descripto
   for (size_t i = 0; i < n; i++) {
     const Google__Protobuf__DescriptorProto *dp = v[i];
     path mp = path_plus(parent_path, list_field, (int32_t)i);
-    const char *full = scope[0] ? cg_sprintf(c->a, "%s.%s", scope, dp->name) : dp->name;
+    const char *full = scope[0] ? cg_sprintf(c->a, "%s.%s", scope, str(dp->name)) : str(dp->name);
     for (size_t j = 0; j < dp->n_field; j++) {
       const Google__Protobuf__FieldDescriptorProto *f = dp->field[j];
-      const char *dflt = cg_default_json_name(c->a, f->name);
+      const char *dflt = cg_default_json_name(c->a, str(f->name));
       if (f->json_name == NULL || strcmp(f->json_name, dflt) == 0)
         continue;
       path fp = path_plus(&mp, MSG_FIELD, (int32_t)j);
@@ -395,7 +400,7 @@ static void check_json_names_without_events(fctx *c, Google__Protobuf__Descripto
                "field %s.%s sets json_name \"%s\", but this file defines no events, so "
                "protoc-gen-warren emits no JSON names for it and wr_json would use \"%s\"; move "
                "the message into a file with events or drop json_name",
-               full, f->name, f->json_name, dflt);
+               full, str(f->name), f->json_name, dflt);
     }
     check_json_names_without_events(c, dp->nested_type, dp->n_nested_type, &mp, MSG_NESTED_TYPE,
                                     full);
