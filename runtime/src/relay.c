@@ -20,8 +20,12 @@
  *   nack, return (mandatory, unroutable), exchange missing, connection lost after the
  *   publish, no confirm in time  -> attempts+1, next_attempt_at = now + backoff,
  *                                   last_error (published again later);
- *   not published at all (connection blocked or lost before its turn)
- *                                -> left untouched (the commit just unlocks it);
+ *   not published (connection blocked or lost before its turn, channel closed under
+ *   an earlier message)          -> left untouched (the commit just unlocks it; the
+ *                                   row whose publish hit a lost connection may have
+ *                                   reached the broker: at-least-once);
+ *   refused by the client library (property or headers too long)
+ *                                -> attempts+1 like a nack, the batch goes on;
  *   relay dies mid-batch         -> PostgreSQL rolls the claim back, rows unlocked.
  * A row that was published but whose delete did not commit is published again: the
  * consumer's inbox makes the duplicate harmless (at-least-once).
@@ -488,6 +492,14 @@ static int check_exchanges(wr_relay *r, batch *b, wr_err *err) {
     if (b->rows[i].state == ROW_FAILED)
       continue;
     const char *ex = PQgetvalue(b->res, i, C_EXCHANGE);
+    if (PQgetlength(b->res, i, C_EXCHANGE) > 255 || PQgetlength(b->res, i, C_ROUTING_KEY) > 255) {
+      /* AMQP short strings; wr_outbox_append refuses such rows, SQL does not. */
+      b->rows[i].state = ROW_FAILED;
+      b->rows[i].code = WR_EINVAL;
+      copy_str(b->invalid_detail, sizeof b->invalid_detail,
+               "exchange or routing key longer than 255 bytes");
+      continue;
+    }
     int rc = exchange_check(r, ex, err);
     if (rc == WR_ENOTFOUND) {
       for (int j = i; j < b->n; j++)
@@ -574,9 +586,9 @@ static int publish_rows(wr_relay *r, batch *b, wr_err *err) {
     };
     uint64_t seq = 0;
     int rc = wr_conn_publish(r->amqp, &p, &seq, err);
-    if (rc == WR_EINVAL && wr_conn_is_open(r->amqp)) {
+    if ((rc == WR_EINVAL || rc == WR_ETOOBIG) && wr_conn_is_open(r->amqp)) {
       /* This row cannot be published as it is (the outbox refuses such rows; one
-       * written by other means might be): push it back, go on with the rest. */
+       * written by other means might not be): push it back, go on with the rest. */
       w->state = ROW_FAILED;
       w->code = WR_EINVAL;
       copy_str(b->invalid_detail, sizeof b->invalid_detail, err->msg);
@@ -836,6 +848,15 @@ static int finish_batch(wr_relay *r, size_t *published, wr_err *err) {
     return rc;
   }
   *published = acked;
+  /* Rows never sent because publishing stopped early (a channel closed under an
+   * earlier message, or the connection went): due again at once. */
+  if (b->prc && b->prc != WR_EBLOCKED) {
+    for (int i = 0; i < b->n; i++)
+      if (b->rows[i].state == ROW_UNSENT) {
+        r->next_retry_ns = wr_mono_ns();
+        break;
+      }
+  }
   stat_add(&r->st_batches, 1);
   stat_add(&r->st_published, acked);
   stat_add(&r->st_failed, failed);

@@ -534,6 +534,60 @@ static void topology_declared_on_connect(void **state) {
   rfx_fini(&f);
 }
 
+/* Rows written by other means than wr_outbox_append (plain SQL): optional columns
+ * empty, and names AMQP cannot carry. The good ones go out without the optional
+ * properties, the bad one is pushed back with a reason, the batch goes on. */
+static void rows_from_sql(void **state) {
+  (void)state;
+  rfx f;
+  rfx_init(&f, "rly_sql", true);
+  char sql[1200];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO warren_outbox (event_id, event_type, exchange, routing_key, "
+           "aggregate_type, aggregate_id, version, occurred_at, payload) VALUES "
+           "('0190a000-0000-7000-8000-000000000001', 't.A', '%s', 't.A', 'a', 'x', 1, "
+           "'2024-01-02T03:04:05.9Z', decode('0a00', 'hex')), "
+           "('0190a000-0000-7000-8000-000000000002', 't.B', '%s', repeat('k', 300), 'a', 'x', "
+           "2, now(), decode('0a00', 'hex')), "
+           "('0190a000-0000-7000-8000-000000000003', 't.C', '%s', 't.C', 'a', 'x', 3, now(), "
+           "'')",
+           f.exchange, f.exchange, f.exchange);
+  PQclear(wt_pg_exec(f.pg, sql));
+  wr_relay *r = NULL;
+  assert_int_equal(wr_relay_new(&f.ro, &r, NULL), 0);
+  size_t n = 0;
+  wr_err err = {0};
+  assert_int_equal(wr_relay_run_once(r, &n, &err), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(rows_where(f.pg, "version = 2 AND attempts = 1 AND last_error LIKE "
+                                    "'refused before publishing: %255 bytes'"),
+                   1);
+  assert_int_equal(rfx_outbox_rows(f.pg), 1);
+
+  rfx_consume(f.amqp, f.queue);
+  amqp_envelope_t env;
+  struct timeval tv = {10, 0};
+  for (int i = 0; i < 2; i++) {
+    amqp_maybe_release_buffers(f.amqp);
+    amqp_rpc_reply_t rr = amqp_consume_message(f.amqp, &env, &tv, 0);
+    assert_int_equal(rr.reply_type, AMQP_RESPONSE_NORMAL);
+    const amqp_basic_properties_t *p = &env.message.properties;
+    assert_false(p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG);
+    assert_false(p->_flags & AMQP_BASIC_APP_ID_FLAG);
+    assert_null(rfx_header(&p->headers, "x-causation-id"));
+    if (i == 0) {
+      /* occurred_at 2024-01-02T03:04:05.9Z: the timestamp is whole seconds, floored */
+      assert_int_equal(p->timestamp, 1704164645);
+      assert_int_equal(env.message.body.len, 2);
+    } else {
+      assert_int_equal(env.message.body.len, 0); /* an empty payload is still a message */
+    }
+    amqp_destroy_envelope(&env);
+  }
+  wr_relay_free(r);
+  rfx_fini(&f);
+}
+
 /* ---- options, states, missing table -------------------------------------------------- */
 
 static void bad_options_and_states(void **state) {
@@ -621,6 +675,7 @@ int main(void) {
       cmocka_unit_test(stop_drains_outbox),
       cmocka_unit_test(metrics_are_updated),
       cmocka_unit_test(topology_declared_on_connect),
+      cmocka_unit_test(rows_from_sql),
       cmocka_unit_test(bad_options_and_states),
       cmocka_unit_test(outbox_table_missing_then_migrated),
   };
