@@ -50,8 +50,8 @@ static const char v1_sql[] =
     "  processed_at timestamptz NOT NULL DEFAULT now(),"
     "  PRIMARY KEY (consumer, event_id)"
     ");"
-    /* The cleanup job deletes by age. */
-    "CREATE INDEX warren_inbox_processed_at ON warren_inbox (processed_at);"
+    /* The cleanup job deletes one consumer's rows by age. */
+    "CREATE INDEX warren_inbox_consumer_processed_at ON warren_inbox (consumer, processed_at);"
     "CREATE TABLE warren_versions ("
     "  scope text NOT NULL,"
     "  aggregate_type text NOT NULL,"
