@@ -14,9 +14,14 @@
 WR_BEGIN_DECLS
 
 /* Connects to a libpq URL or key=value string (sslmode and every libpq parameter pass
- * through), sets application_name if given (may be NULL) and a UTC session time zone.
- * On success *out is owned by the caller (PQfinish). On failure returns WR_EDB with
- * the server's message (password redacted) in err and *out = NULL. */
+ * through). application_name (may be NULL) is used unless the string sets its own.
+ * The session time zone is UTC (in the startup packet, so PQreset keeps it; the
+ * string's own `options` are kept). Unless the string says otherwise: connect_timeout
+ * 10 s and TCP keepalives (idle 30 s, interval 10 s, 3 probes), so that a vanished
+ * server is noticed. Server notices go to wr_log at debug level, never to stderr.
+ * On success *out is owned by the caller (PQfinish). On failure *out = NULL and the
+ * result is WR_EDB (unparsable string, or the server's/libpq's message, with the URL
+ * and password redacted, in err), WR_EINVAL (NULL url or out), WR_ENOMEM. */
 WR_EXPORT int wr_db_connect(const char *url, const char *application_name, PGconn **out,
                             wr_err *err);
 
@@ -27,10 +32,18 @@ typedef struct wr_migration {
   const char *sql; /* may hold several statements */
 } wr_migration;
 
-/* Applies, in one transaction per migration and under a session advisory lock (so
- * several instances starting together are safe), every migration of `component`
- * newer than the recorded one; records them in warren_schema_migrations. Idempotent.
- * Returns 0, or WR_EDB (nothing of the failing migration is applied). */
+/* Applies, in one transaction per migration and under a session advisory lock keyed
+ * by component (so several instances starting together are safe), every migration of
+ * `component` newer than the highest recorded one; records each in
+ * warren_schema_migrations (created if missing). Idempotent. A database already newer
+ * than m[n-1] is left alone (logged as a warning). Migration SQL runs inside the
+ * transaction: it must not contain BEGIN/COMMIT or statements that cannot run in a
+ * transaction block (CREATE INDEX CONCURRENTLY). c must be outside any transaction.
+ * Blocks while another session migrates the same component.
+ * Returns 0; WR_EINVAL (NULL/empty arguments, versions not > 0 and strictly
+ * increasing, a transaction open on c: nothing touched); WR_EDB with "migration
+ * <component> v<N> (<name>): ..." and the sqlstate (migrations before it stay applied,
+ * nothing of the failing one is). */
 WR_EXPORT int wr_db_migrate(PGconn *c, const char *component, const wr_migration *m,
                             size_t n, wr_err *err);
 
@@ -51,9 +64,16 @@ WR_EXPORT int wr_db_check(PGconn *c, const PGresult *res, ExecStatusType expect,
  * reconnect (PQreset) rather than retry the statement. Cannot fail. */
 WR_EXPORT bool wr_db_broken(PGconn *c);
 
-/* A fixed-size pool. acquire() blocks up to timeout_ms for a free connection, resets
- * broken ones, and returns WR_ETIMEDOUT or WR_EDB on failure. release() takes the
- * connection back; a connection left inside a transaction is rolled back. */
+/* A fixed-size pool, thread-safe. new() opens all `size` (1..1024) connections at
+ * once with wr_db_connect (a wrong URL fails at start: WR_EDB, WR_EINVAL, WR_ENOMEM).
+ * acquire() blocks up to timeout_ms for a free connection (WR_ETIMEDOUT), resets one
+ * found broken (PQreset; WR_EDB if the server is still unreachable, the connection
+ * stays in the pool and is reset again next time), and hands it over exclusively: the
+ * caller must release it, and must not PQfinish it. release() takes it back: an open
+ * or failed transaction is rolled back; a connection left mid-query, in pipeline mode
+ * or broken is reset on its next acquire; pending notifications are dropped. Other
+ * session state (SET, prepared statements, LISTEN) stays with the connection.
+ * Releasing NULL, a foreign connection or one twice is ignored. */
 typedef struct wr_db_pool wr_db_pool;
 WR_EXPORT int wr_db_pool_new(const char *url, const char *application_name, unsigned size,
                              wr_db_pool **out, wr_err *err);
