@@ -289,6 +289,27 @@ static void tls_ok(void **state) {
   assert_int_equal(k.acked, 1);
   assert_int_equal(wr_conn_delete_queue(c, q, &err), 0);
   wr_conn_free(c);
+
+  /* a client certificate is loaded and presented (the test broker accepts any);
+   * a missing one fails as a TLS error naming the file */
+  const char *dir = wt_env("WARREN_STACK_DIR");
+  if (!dir)
+    return;
+  char cert[512], key[512];
+  snprintf(cert, sizeof cert, "%s/tls/server.pem", dir);
+  snprintf(key, sizeof key, "%s/tls/server.key", dir);
+  o.client_cert = cert;
+  o.client_key = key;
+  c = conn_new_opts(&o);
+  rc = wr_conn_open(c, &err);
+  if (rc != 0)
+    fail_msg("TLS open with a client certificate: %s", err.msg);
+  wr_conn_free(c);
+  o.client_key = "/nonexistent/client.key";
+  c = conn_new_opts(&o);
+  assert_int_equal(wr_conn_open(c, &err), WR_ETLS);
+  assert_non_null(strstr(err.msg, "/nonexistent/client.key"));
+  wr_conn_free(c);
 }
 
 static void tls_wrong_ca(void **state) {
