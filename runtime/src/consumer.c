@@ -94,11 +94,13 @@ static const char gsave_sql[] =
     " WHERE v.version < EXCLUDED.version AND (NOT v.tombstone OR EXCLUDED.tombstone)"
     " RETURNING 1";
 static const char cleanup_stmt[] = "warren_consumer_inbox_cleanup";
+/* By ctid, so that each chunk is an index range scan plus a TID scan; an IN over the
+ * key makes the generic plan hash-join the whole inbox. */
 static const char cleanup_sql[] =
-    "DELETE FROM warren_inbox WHERE (consumer, event_id) IN ("
-    " SELECT consumer, event_id FROM warren_inbox"
+    "DELETE FROM warren_inbox WHERE ctid = ANY (ARRAY("
+    " SELECT ctid FROM warren_inbox"
     " WHERE consumer = $1 AND processed_at < now() - make_interval(secs => $2::double precision)"
-    " LIMIT $3::integer)";
+    " LIMIT $3::integer))";
 
 /* ---- types ---------------------------------------------------------------------------- */
 

@@ -2,7 +2,7 @@
 /* test_consumer_throughput.c: figures, not assertions on speed (the machine is shared).
  *
  * The same pre-loaded events (WARREN_PERF_N, default 10000 WidgetUpdated events over
- * N/10 widgets, versions increasing, 5% duplicates) are routed to two queues: one is
+ * N/10 widgets, versions increasing, 5% duplicates; WARREN_PERF_BATCH, default 200) are routed to two queues: one is
  * drained by a bare rabbitmq-c loop (prefetch 1000, multiple-ack every 100: the
  * ceiling), the other by the warren consumer with the fixture handler (inbox, version
  * guard, a view upsert and a history insert per event, real commits), once with the
@@ -17,6 +17,13 @@ static unsigned perf_n(void) {
   const char *s = getenv("WARREN_PERF_N");
   unsigned n = s ? (unsigned)strtoul(s, NULL, 10) : 10000;
   return n < 100 ? 100 : n;
+}
+
+/* WARREN_PERF_BATCH (default 200): batch size of the batched phases. */
+static unsigned perf_batch(void) {
+  const char *s = getenv("WARREN_PERF_BATCH");
+  unsigned n = s ? (unsigned)strtoul(s, NULL, 10) : 200;
+  return n < 2 ? 2 : n > 5000 ? 5000 : n;
 }
 
 static void count_cb(wr_conn *c, uint64_t seq, int status, void *user) {
@@ -138,8 +145,11 @@ static void throughput(void **state) {
   unsigned n = perf_n();
   fx f;
   fx_init(&f, "perf");
-  f.opts.batch_size = 200;
-  f.opts.prefetch = 1000;
+  f.opts.batch_size = perf_batch();
+  f.opts.prefetch = (uint16_t)(f.opts.batch_size * 4 > 1000 ? (f.opts.batch_size * 4 > 20000
+                                                                  ? 20000
+                                                                  : f.opts.batch_size * 4)
+                                                            : 1000);
   f.opts.batch_wait_ms = 2;
   fx_create(&f); /* declares the work queue and binds it */
   wr_consumer_free(f.c);
@@ -163,16 +173,17 @@ static void throughput(void **state) {
   f.buffered = true;
   run_consumer(&f, n);
   fx_stop(&f, "warm-up");
-  double buffered = phase(&f, n, "b", "set-based batch 200");
+  double buffered = phase(&f, n, "b", "set-based, batched");
   f.buffered = false;
-  double plain = phase(&f, n / 2, "p", "per-statement batch 200");
+  double plain = phase(&f, n / 2, "p", "per-statement, batched");
   f.opts.batch_size = 1;
   double single = phase(&f, n / 20, "s", "per-statement batch 1");
-  printf("[ figures  ] raw drain %.0f msg/s | warren, set-based handler, batch 200: %.0f ev/s "
-         "(%.0f%% of raw) | per-statement handler, batch 200: %.0f ev/s (%.0f%%) | batch 1: "
-         "%.0f ev/s | batch 200 / batch 1: x%.1f (set-based) x%.1f (per-statement)\n",
-         ceiling, buffered, 100.0 * buffered / ceiling, plain, 100.0 * plain / ceiling, single,
-         buffered / single, plain / single);
+  unsigned bs = perf_batch();
+  printf("[ figures  ] raw drain %.0f msg/s | warren, set-based handler, batch %u: %.0f ev/s "
+         "(%.0f%% of raw) | per-statement handler, batch %u: %.0f ev/s (%.0f%%) | batch 1: "
+         "%.0f ev/s | batch %u / batch 1: x%.1f (set-based) x%.1f (per-statement)\n",
+         ceiling, bs, buffered, 100.0 * buffered / ceiling, bs, plain, 100.0 * plain / ceiling,
+         single, bs, buffered / single, plain / single);
   fx_done(&f);
 }
 
