@@ -6,7 +6,8 @@
  * full reject-publish queue, returns of unroutable messages and rows for a missing
  * exchange stay with attempts and last_error, and go out later); the relay thread
  * survives such rows; two relays on one outbox publish every row once; NOTIFY and
- * wr_relay_wake wake a relay whose polling interval is 10 s; stop() drains; metrics;
+ * wr_relay_wake wake a relay whose polling interval is 10 s; an idle relay keeps its
+ * AMQP connection alive (heartbeats); stop() drains; metrics;
  * the topology is declared on connect; bad options and states. Broker and database
  * restarts are in test_relay_chaos.c. */
 #include "test_relay_fixture.h"
@@ -439,6 +440,33 @@ static void wake_wakes_relay_without_notify(void **state) {
   rfx_fini(&f);
 }
 
+/* An idle relay sleeps in poll() for its whole polling interval; the broker must
+ * still hear from it, or it drops the connection after two missed heartbeats. */
+static void idle_relay_keeps_amqp_alive(void **state) {
+  (void)state;
+  rfx f;
+  rfx_init(&f, "rly_idle", true);
+  f.co.heartbeat_s = 2;
+  f.ro.poll_interval_ms = 10000;
+  wr_relay *r = NULL;
+  assert_int_equal(wr_relay_new(&f.ro, &r, NULL), 0);
+  assert_int_equal(wr_relay_start(r), 0);
+  rfx_consume(f.amqp, f.queue);
+  rfx_append(f.pg, f.exchange, "idle", 1, 1, 1, NULL);
+  got_msg g;
+  assert_true(rfx_receive(f.amqp, 8000, &g, NULL, NULL));
+  sleep(9); /* > 4 heartbeat intervals without a row */
+  rfx_append(f.pg, f.exchange, "idle", 1, 1, 2, NULL);
+  assert_true(rfx_receive(f.amqp, 8000, &g, NULL, NULL));
+  assert_int_equal(g.version, 2);
+  wr_relay_stats st;
+  wr_relay_stats_get(r, &st);
+  assert_int_equal(st.reconnects, 0);
+  assert_int_equal(wr_relay_stop(r, 5000), 0);
+  wr_relay_free(r);
+  rfx_fini(&f);
+}
+
 /* ---- stop --------------------------------------------------------------------------- */
 
 static void stop_drains_outbox(void **state) {
@@ -672,6 +700,7 @@ int main(void) {
       cmocka_unit_test(two_relays_publish_each_row_once),
       cmocka_unit_test(notify_wakes_relay),
       cmocka_unit_test(wake_wakes_relay_without_notify),
+      cmocka_unit_test(idle_relay_keeps_amqp_alive),
       cmocka_unit_test(stop_drains_outbox),
       cmocka_unit_test(metrics_are_updated),
       cmocka_unit_test(topology_declared_on_connect),
