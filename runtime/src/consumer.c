@@ -197,6 +197,7 @@ struct wr_consumer {
   bool confirm_on;
   bool consuming;
   PGconn *db;
+  int link_up; /* broker consuming and database usable (read by other threads) */
   bool migrated;
   bool db_down_logged;
   bool amqp_ever_open;
@@ -1708,6 +1709,7 @@ int wr_consumer_run(wr_consumer *c) {
     wr_err e;
     wr_err_clear(&e);
     if (!wr_conn_is_open(c->conn) || !c->consuming) {
+      __atomic_store_n(&c->link_up, 0, __ATOMIC_RELAXED);
       if (amqp_ready(c, true, true, &e) < 0) {
         if (c->stop)
           break;
@@ -1718,11 +1720,13 @@ int wr_consumer_run(wr_consumer *c) {
       }
     }
     if (!c->db || wr_db_broken(c->db)) {
+      __atomic_store_n(&c->link_up, 0, __ATOMIC_RELAXED);
       wr_err_set(&e, WR_EDB, "connection lost");
       if (db_recover(c, &e, true) < 0)
         break;
       db_ok(c);
     }
+    __atomic_store_n(&c->link_up, 1, __ATOMIC_RELAXED);
     cleanup_inbox(c);
     refresh_lag(c);
     rc = collect(c);
@@ -1740,6 +1744,7 @@ int wr_consumer_run(wr_consumer *c) {
       }
     }
   }
+  __atomic_store_n(&c->link_up, 0, __ATOMIC_RELAXED);
   batch_clear(c);
   wr_conn_close(c->conn);
   db_close(c);
@@ -1807,6 +1812,7 @@ void wr_consumer_stats_get(const wr_consumer *c, wr_consumer_stats *out) {
   out->batches = __atomic_load_n(&c->st.batches, __ATOMIC_RELAXED);
   out->batch_fallbacks = __atomic_load_n(&c->st.fallbacks, __ATOMIC_RELAXED);
   out->reconnects = __atomic_load_n(&c->st.reconnects, __ATOMIC_RELAXED);
+  out->connected = __atomic_load_n(&c->link_up, __ATOMIC_RELAXED) != 0;
 }
 
 void wr__consumer_set_hook(wr_consumer *c, wr__consumer_hook_fn fn, void *user) {
