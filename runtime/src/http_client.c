@@ -113,6 +113,7 @@ static int db_reserve(dbuf *b, size_t extra) {
     return WR_ENOMEM;
   b->p = p;
   b->cap = cap;
+  b->p[b->len] = '\0'; /* terminated even when nothing is appended (Content-Length: 0) */
   return 0;
 }
 
