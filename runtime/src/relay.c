@@ -150,6 +150,7 @@ struct wr_relay {
 
   /* stats (atomics) and metrics */
   uint64_t st_published, st_failed, st_batches, st_reconnects;
+  int link_up; /* the last cycle reached both servers (read by other threads) */
   wr_counter *m_published, *m_failed;
   wr_gauge *m_pending;
   wr_histogram *m_confirm;
@@ -1019,6 +1020,7 @@ static void *relay_main(void *arg) {
     size_t claimed = 0, published = 0;
     wr_err err = {0};
     int rc = cycle(r, &claimed, &published, &err);
+    __atomic_store_n(&r->link_up, rc == 0, __ATOMIC_RELAXED);
     if (rc != 0) {
       /* Something is down: back off (interruptible by stop), then again, forever. */
       unsigned ms = wr_backoff_ms(streak < 16 ? streak : 16, 200, r->outage_max_ms);
@@ -1204,6 +1206,7 @@ void wr_relay_stats_get(const wr_relay *r, wr_relay_stats *out) {
   out->failed = __atomic_load_n(&r->st_failed, __ATOMIC_RELAXED);
   out->batches = __atomic_load_n(&r->st_batches, __ATOMIC_RELAXED);
   out->reconnects = __atomic_load_n(&r->st_reconnects, __ATOMIC_RELAXED);
+  out->connected = __atomic_load_n(&r->link_up, __ATOMIC_RELAXED) != 0;
 }
 
 void wr_relay_free(wr_relay *r) {
