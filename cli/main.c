@@ -300,7 +300,7 @@ static int cmd_dlq(const char *sub, const args *a) {
       printf("%s\n", s ? s : "[]");
       free(s);
     } else {
-      fprintf(stderr, "%zu message(s) in %s\n", l.n, dlq);
+      printf("%zu message(s) in %s\n", l.n, dlq);
     }
     json_decref(l.found);
     json_decref(l.arr);

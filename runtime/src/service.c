@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <warren/log.h>
 #include <warren/service.h>
 #include <warren/util.h>
 
@@ -318,4 +319,27 @@ int wr_body_int(wr_http_req *req, json_t *obj, const char *key, bool required, i
   }
   *out = i;
   return 1;
+}
+
+int wr_reply_db_error(wr_http_req *req, int rc, const wr_err *err) {
+  const char *st = err ? err->sqlstate : "";
+  bool unreachable = rc == WR_ETIMEDOUT || !st[0] || strncmp(st, "08", 2) == 0 ||
+                     strncmp(st, "57", 2) == 0 || strncmp(st, "53", 2) == 0;
+  wr_log_error(wr_http_req_correlation_id(req), "%s %s: %s%s%s", wr_http_req_method(req),
+               wr_http_req_path(req), err && err->msg[0] ? err->msg : wr_strerror(rc),
+               st[0] ? " sqlstate=" : "", st);
+  if (unreachable)
+    return wr_http_reply_error(req, 503, "unavailable", "database unavailable, retry later");
+  return wr_http_reply_error(req, 500, "internal", "internal error");
+}
+
+PGconn *wr_http_db_acquire(wr_http_req *req, wr_db_pool *pool, unsigned timeout_ms) {
+  PGconn *c = NULL;
+  wr_err err = {0};
+  int rc = wr_db_pool_acquire(pool, timeout_ms, &c, &err);
+  if (rc) {
+    wr_reply_db_error(req, rc, &err);
+    return NULL;
+  }
+  return c;
 }

@@ -26,26 +26,8 @@ static json_t *customer_json(const customer *cu) {
                    (json_int_t)cu->version, "created_at", created, "updated_at", updated);
 }
 
-/* Replies 503 when the database is out of reach, else 500 (a bug or a server fault:
- * the message is logged, not shown). */
-static void reply_db_error(wr_http_req *req, int rc, const wr_err *err) {
-  wr_log_error(wr_http_req_correlation_id(req), "%s %s: %s", wr_http_req_method(req),
-               wr_http_req_path(req), err->msg);
-  if (rc == WR_ETIMEDOUT || rc == WR_EDB)
-    wr_http_reply_error(req, 503, "unavailable", "database unavailable, retry later");
-  else
-    wr_http_reply_error(req, 500, "internal", "internal error");
-}
-
 static PGconn *take_conn(app *a, wr_http_req *req) {
-  PGconn *c;
-  wr_err err;
-  int rc = wr_db_pool_acquire(a->pool, DB_WAIT_MS, &c, &err);
-  if (rc) {
-    reply_db_error(req, rc, &err);
-    return NULL;
-  }
-  return c;
+  return wr_http_db_acquire(req, a->pool, DB_WAIT_MS);
 }
 
 /* A plausible e-mail address: local@domain.tld, ASCII, bounded. Deliverability is
@@ -161,7 +143,7 @@ static void create_customer(wr_http_req *req, void *user) {
   }
   wr_db_pool_release(a->pool, c);
   if (rc) {
-    reply_db_error(req, rc, &err);
+    wr_reply_db_error(req, rc, &err);
     return;
   }
   wr_relay_wake(a->relay);
@@ -190,7 +172,7 @@ static void get_customer(wr_http_req *req, void *user) {
     return;
   }
   if (rc) {
-    reply_db_error(req, rc, &err);
+    wr_reply_db_error(req, rc, &err);
     return;
   }
   reply_customer(req, 200, &cu);
@@ -283,7 +265,7 @@ static void patch_customer(wr_http_req *req, void *user) {
                         "If-Match version %" PRIu64 " does not match current version %" PRIu64,
                         expect, cu.version);
   } else if (rc) {
-    reply_db_error(req, rc, &err);
+    wr_reply_db_error(req, rc, &err);
   } else {
     if (n > 0) {
       wr_relay_wake(a->relay);
@@ -343,7 +325,7 @@ static void delete_customer(wr_http_req *req, void *user) {
                         "If-Match version %" PRIu64 " does not match current version %" PRIu64,
                         expect, cu.version);
   } else if (rc) {
-    reply_db_error(req, rc, &err);
+    wr_reply_db_error(req, rc, &err);
   } else {
     wr_relay_wake(a->relay);
     wr_log_info(wr_http_req_correlation_id(req), "customer deleted id=%s version=%" PRIu64
@@ -443,14 +425,14 @@ static void list_customers(wr_http_req *req, void *user) {
     free(ids);
     if (rc) {
       json_decref(s.items);
-      reply_db_error(req, rc, &err);
+      wr_reply_db_error(req, rc, &err);
       return;
     }
     wr_http_reply_json(req, 200, json_pack("{s:o,s:n}", "items", s.items, "next_cursor"));
     return;
   }
   unsigned limit = BULK_LIMIT_DEFAULT;
-  int64_t since_us = INT64_MIN / 2;
+  int64_t since_us = STORE_SINCE_ALL;
   cursor cur;
   bool has_cursor = false;
   if (limit_p && wr_option_uint("limit", limit_p, 1, BULK_LIMIT_MAX, &limit, &err) != 0) {
@@ -487,7 +469,7 @@ static void list_customers(wr_http_req *req, void *user) {
   wr_db_pool_release(a->pool, c);
   if (rc) {
     json_decref(s.items);
-    reply_db_error(req, rc, &err);
+    wr_reply_db_error(req, rc, &err);
     return;
   }
   json_t *next = json_null();
@@ -559,7 +541,7 @@ static void checksums(wr_http_req *req, void *user) {
   wr_db_pool_release(a->pool, c);
   if (rc) {
     json_decref(out);
-    reply_db_error(req, rc, &err);
+    wr_reply_db_error(req, rc, &err);
     return;
   }
   wr_http_reply_json(req, 200, out);
@@ -576,7 +558,7 @@ static void post_snapshots(wr_http_req *req, void *user) {
   wr_err err = {0};
   long n = snapshot_run(a, wr_http_req_correlation_id(req), &err);
   if (n < 0) {
-    reply_db_error(req, (int)n, &err);
+    wr_reply_db_error(req, (int)n, &err);
     return;
   }
   wr_relay_wake(a->relay);

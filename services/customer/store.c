@@ -142,7 +142,7 @@ int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_
                      "WHERE (updated_at, id) > (to_timestamp($1::numeric / 1000000), $2) "
                      "ORDER BY updated_at, id LIMIT $3",
                      3, NULL, p, NULL, NULL, 0);
-  } else {
+  } else if (since_us != STORE_SINCE_ALL) {
     snprintf(ts, sizeof ts, "%" PRId64, since_us);
     const char *p[2] = {ts, lim};
     r = PQexecParams(c,
@@ -150,6 +150,10 @@ int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_
                      "WHERE updated_at >= to_timestamp($1::numeric / 1000000) "
                      "ORDER BY updated_at, id LIMIT $2",
                      2, NULL, p, NULL, NULL, 0);
+  } else {
+    const char *p[1] = {lim};
+    r = PQexecParams(c, "SELECT " COLS " FROM customers ORDER BY updated_at, id LIMIT $1", 1, NULL,
+                     p, NULL, NULL, 0);
   }
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
     return fail(r, err, "page customers");

@@ -46,6 +46,9 @@ int store_get(PGconn *c, const char *id, bool for_update, customer *out, wr_err 
 /* Writes name/email/status of cu, version + 1, updated_at = now; updates cu. */
 int store_update(PGconn *c, customer *cu, wr_err *err);
 
+/* since_us value meaning "from the beginning". */
+#define STORE_SINCE_ALL INT64_MIN
+
 /* A keyset page ordered by (updated_at, id). `after_us/after_id` is the cursor
  * position (after_id NULL = from `since_us`, inclusive). Calls fn per row; *more is
  * set when rows remain after `limit`. */

@@ -12,24 +12,8 @@
 
 #define DB_WAIT_MS 5000
 
-static void reply_db_error(wr_http_req *req, int rc, const wr_err *err) {
-  wr_log_error(wr_http_req_correlation_id(req), "%s %s: %s", wr_http_req_method(req),
-               wr_http_req_path(req), err->msg);
-  if (rc == WR_ETIMEDOUT || rc == WR_EDB)
-    wr_http_reply_error(req, 503, "unavailable", "database unavailable, retry later");
-  else
-    wr_http_reply_error(req, 500, "internal", "internal error");
-}
-
 static PGconn *take_conn(app *a, wr_http_req *req) {
-  PGconn *c;
-  wr_err err = {0};
-  int rc = wr_db_pool_acquire(a->pool, DB_WAIT_MS, &c, &err);
-  if (rc) {
-    reply_db_error(req, rc, &err);
-    return NULL;
-  }
-  return c;
+  return wr_http_db_acquire(req, a->pool, DB_WAIT_MS);
 }
 
 static void us_to_rfc3339(int64_t us, char out[WR_RFC3339_STRLEN]) {
@@ -53,7 +37,7 @@ static void get_customer(wr_http_req *req, void *user) {
     return;
   }
   if (rc) {
-    reply_db_error(req, rc, &err);
+    wr_reply_db_error(req, rc, &err);
     return;
   }
   char synced[WR_RFC3339_STRLEN];
@@ -166,7 +150,7 @@ static void post_order(wr_http_req *req, void *user) {
   }
   wr_db_pool_release(a->pool, c);
   if (rc) {
-    reply_db_error(req, rc, &err);
+    wr_reply_db_error(req, rc, &err);
     return;
   }
   if (refusal) {
@@ -202,7 +186,7 @@ static void get_order(wr_http_req *req, void *user) {
     wr_err err;
     wr_err_set(&err, WR_EDB, "read order: %s", PQresultErrorMessage(r));
     PQclear(r);
-    reply_db_error(req, WR_EDB, &err);
+    wr_reply_db_error(req, WR_EDB, &err);
     return;
   }
   if (PQntuples(r) == 0) {

@@ -39,6 +39,10 @@ int view_migrate(PGconn *c, wr_err *err) {
 
 static int fail(PGresult *r, wr_err *err, const char *what) {
   wr_err_set(err, WR_EDB, "%s: %s", what, PQresultErrorMessage(r));
+  if (err) {
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(err->sqlstate, sizeof err->sqlstate, "%s", st ? st : "");
+  }
   PQclear(r);
   return WR_EDB;
 }

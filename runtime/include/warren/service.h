@@ -5,6 +5,7 @@
 #define WARREN_SERVICE_H
 
 #include <warren/common.h>
+#include <warren/db.h>
 #include <warren/error.h>
 #include <warren/http.h>
 #include <warren/metrics.h>
@@ -61,6 +62,19 @@ typedef struct wr_ready_check {
 } wr_ready_check;
 WR_EXPORT int wr_reply_readyz(wr_http_req *req, const wr_ready_check *checks, size_t n);
 WR_EXPORT int wr_reply_metrics(wr_http_req *req, wr_metrics *m);
+
+/* ---- database failures inside HTTP handlers ---------------------------------- */
+
+/* Replies for a failed database operation: 503 {"error":{"code":"unavailable"}} when
+ * the database is out of reach (pool timeout, lost connection, server shutting down:
+ * SQLSTATE class 08 or 57, or none) so the client may retry; 500 "internal" for
+ * anything else (a bug or a server fault). The detail is logged with the request's
+ * correlation id and never shown to the client. */
+WR_EXPORT int wr_reply_db_error(wr_http_req *req, int rc, const wr_err *err);
+
+/* Takes a connection from the pool (waiting up to timeout_ms); on failure replies
+ * with wr_reply_db_error and returns NULL. Release with wr_db_pool_release(). */
+WR_EXPORT PGconn *wr_http_db_acquire(wr_http_req *req, wr_db_pool *pool, unsigned timeout_ms);
 
 /* ---- JSON request bodies: validation that answers 422 by itself ----------------- *
  * Each returns 1 when the value is present and valid (*out set), 0 when it is absent
