@@ -48,9 +48,10 @@ void wr_log(wr_log_level level, const char *corr, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  /* Keep one event on one line whatever the message holds. */
+  /* Keep one event on one line whatever the message holds, and no control bytes from
+   * outside input (terminal escapes in a quoted request path) in the line. */
   for (char *p = msg; *p; p++)
-    if (*p == '\n' || *p == '\r')
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
       *p = ' ';
 
   int64_t ns = wr_now_ns();

@@ -9,9 +9,9 @@
  * - it encodes (what was accepted has a JSON form), and that JSON decodes again and
  *   encodes to the same text (stable after one round);
  * - with WR_JSON_EMIT_DEFAULTS too, and decoding that gives the same message;
- * - the message survives protobuf-c's binary round trip (pack, unpack) with the same
- *   JSON: the decoder built a well-formed protobuf-c message (counts, pointers, oneof
- *   cases, presence flags in step). */
+ * - the message survives protobuf-c's binary round trip (pack, unpack, pack: same
+ *   bytes, and it still encodes): the decoder built a well-formed protobuf-c message
+ *   (counts, pointers, oneof cases, presence flags in step). */
 #include <string.h>
 
 #include <warren/json.h>
@@ -108,6 +108,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(strcmp(j1, j3) == 0, "%s: defaults change the message:\n%s\n%s\n%s", d->name, j1, jd,
              j3);
 
+  /* Binary round trip. Compared as protobuf, not as JSON: protobuf-c does not write a
+   * proto3 float/double of -0.0 (it compares with 0), while the JSON mapping keeps the
+   * sign, as protoc's C++ runtime does on both sides. */
   size_t plen = protobuf_c_message_get_packed_size(m);
   uint8_t *pb = malloc(plen ? plen : 1);
   FUZZ_CHECK(pb != NULL, "out of memory");
@@ -115,9 +118,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ProtobufCMessage *m4 = protobuf_c_message_unpack(d, NULL, plen, pb);
   FUZZ_CHECK(m4 != NULL, "%s: protobuf-c refuses the packed form of a decoded message", d->name);
   char *j4 = encode(m4, 0, "encoding after pack/unpack");
-  FUZZ_CHECK(strcmp(j1, j4) == 0, "%s: binary round trip changes the message:\n%s\n%s", d->name, j1,
-             j4);
-
+  size_t plen4 = protobuf_c_message_get_packed_size(m4);
+  uint8_t *pb4 = malloc(plen4 ? plen4 : 1);
+  FUZZ_CHECK(pb4 != NULL, "out of memory");
+  FUZZ_CHECK(protobuf_c_message_pack(m4, pb4) == plen4 && plen4 == plen &&
+                 memcmp(pb, pb4, plen) == 0,
+             "%s: binary round trip changes the message:\n%s\n%s", d->name, j1, j4);
+  free(pb4);
   free(pb);
   free(j1);
   free(j2);
