@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sbuf.h"
 #include <warren/db.h>
 #include <warren/log.h>
 #include <warren/util.h>
@@ -570,4 +571,17 @@ void wr_db_pool_free(wr_db_pool *p) {
   pthread_mutex_destroy(&p->mu);
   free(p->slots);
   free(p);
+}
+
+char *wr_db_text_array(const char *const *items, size_t n) {
+  wr__sbuf b = {0};
+  wr__sb_put(&b, "{", 1);
+  for (size_t i = 0; i < n; i++)
+    wr__sb_pg_elem(&b, items[i], i == 0);
+  wr__sb_put(&b, "}", 1);
+  if (b.oom) {
+    wr__sb_free(&b);
+    return NULL;
+  }
+  return b.p;
 }

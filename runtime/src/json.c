@@ -27,6 +27,7 @@
 #include <warren/schema.h>
 #include <warren/util.h>
 
+#include "sbuf.h"
 #include "utf8.h"
 
 #define SKIP        1 /* internal: value ignored (unknown enum name with IGNORE_UNKNOWN) */
@@ -755,35 +756,10 @@ int wr_json_encode(const ProtobufCMessage *m, unsigned flags, json_t **out, wr_e
 
 /* ---------------------------------------------------------------- serialize */
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s, size_t n) {
+/* Appends s (n bytes) as a JSON string literal. */
+static void sb_json_str(wr__sbuf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
-  sb_put(b, "\"", 1);
+  wr__sb_put(b, "\"", 1);
   size_t run = 0; /* bytes copied verbatim in one go */
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
@@ -814,74 +790,74 @@ static void sb_str(sbuf *b, const char *s, size_t n) {
       run++;
       continue;
     }
-    sb_put(b, s + i - run, run);
+    wr__sb_put(b, s + i - run, run);
     run = 0;
-    sb_put(b, esc, strlen(esc));
+    wr__sb_put(b, esc, strlen(esc));
   }
-  sb_put(b, s + n - run, run);
-  sb_put(b, "\"", 1);
+  wr__sb_put(b, s + n - run, run);
+  wr__sb_put(b, "\"", 1);
 }
 
 /* Our own trees are at most 2 JSON levels per message level (a message and an array
  * or map object). */
 #define DUMP_MAX_DEPTH (2 * WR_JSON_MAX_DEPTH + 2)
 
-static int dump(sbuf *b, const json_t *v, unsigned depth) {
+static int dump(wr__sbuf *b, const json_t *v, unsigned depth) {
   char num[48];
   if (depth > DUMP_MAX_DEPTH)
     return WR_EINVAL;
   switch (json_typeof(v)) {
   case JSON_OBJECT: {
-    sb_put(b, "{", 1);
+    wr__sb_put(b, "{", 1);
     bool first = true;
     for (void *it = json_object_iter((json_t *)v); it;
          it = json_object_iter_next((json_t *)v, it)) {
       if (!first)
-        sb_put(b, ",", 1);
+        wr__sb_put(b, ",", 1);
       first = false;
-      sb_str(b, json_object_iter_key(it), json_object_iter_key_len(it));
-      sb_put(b, ":", 1);
+      sb_json_str(b, json_object_iter_key(it), json_object_iter_key_len(it));
+      wr__sb_put(b, ":", 1);
       int rc = dump(b, json_object_iter_value(it), depth + 1);
       if (rc)
         return rc;
     }
-    sb_put(b, "}", 1);
+    wr__sb_put(b, "}", 1);
     break;
   }
   case JSON_ARRAY:
-    sb_put(b, "[", 1);
+    wr__sb_put(b, "[", 1);
     for (size_t i = 0; i < json_array_size(v); i++) {
       if (i)
-        sb_put(b, ",", 1);
+        wr__sb_put(b, ",", 1);
       int rc = dump(b, json_array_get(v, i), depth + 1);
       if (rc)
         return rc;
     }
-    sb_put(b, "]", 1);
+    wr__sb_put(b, "]", 1);
     break;
   case JSON_STRING:
-    sb_str(b, json_string_value(v), json_string_length(v));
+    sb_json_str(b, json_string_value(v), json_string_length(v));
     break;
   case JSON_INTEGER:
     snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    sb_put(b, num, strlen(num));
+    wr__sb_put(b, num, strlen(num));
     break;
   case JSON_REAL: {
     double d = json_real_value(v);
     if (!isfinite(d))
       return WR_EINVAL;
     format_double(d, num, sizeof num);
-    sb_put(b, num, strlen(num));
+    wr__sb_put(b, num, strlen(num));
     break;
   }
   case JSON_TRUE:
-    sb_put(b, "true", 4);
+    wr__sb_put(b, "true", 4);
     break;
   case JSON_FALSE:
-    sb_put(b, "false", 5);
+    wr__sb_put(b, "false", 5);
     break;
   case JSON_NULL:
-    sb_put(b, "null", 4);
+    wr__sb_put(b, "null", 4);
     break;
   }
   return 0;
@@ -896,7 +872,7 @@ int wr_json_encode_string(const ProtobufCMessage *m, unsigned flags, char **out,
   int rc = wr_json_encode(m, flags, &j, err);
   if (rc)
     return rc;
-  sbuf b = {0};
+  wr__sbuf b = {0};
   rc = dump(&b, j, 0);
   json_decref(j);
   if (rc == 0 && (b.oom || !b.p))

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <inttypes.h>
 
+#include "sbuf.h"
 #include <warren/error.h>
 #include <warren/metrics.h>
 
@@ -470,36 +471,6 @@ double wr_histogram_quantile(const wr_histogram *h, double q) {
 
 /* ---- rendering ------------------------------------------------------------------- */
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (b->len + n + 1 > cap)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) {
-  sb_put(b, s, strlen(s));
-}
-
 /* Shortest text that reads back as the same double (Go's 'g' -1 in spirit), with the
  * exposition format's spellings of the special values. */
 static void fmt_double(double v, char out[40]) {
@@ -519,38 +490,38 @@ static void fmt_double(double v, char out[40]) {
 }
 
 /* HELP text escaping: backslash and newline. */
-static void sb_help(sbuf *b, const char *s) {
+static void sb_help(wr__sbuf *b, const char *s) {
   for (; *s; s++) {
     if (*s == '\\')
-      sb_str(b, "\\\\");
+      wr__sb_cstr(b, "\\\\");
     else if (*s == '\n')
-      sb_str(b, "\\n");
+      wr__sb_cstr(b, "\\n");
     else
-      sb_put(b, s, 1);
+      wr__sb_put(b, s, 1);
   }
 }
 
 /* name[suffix]{labels[,extra]} value\n */
-static void sb_sample(sbuf *b, const char *name, const char *suffix, const char *labels,
+static void sb_sample(wr__sbuf *b, const char *name, const char *suffix, const char *labels,
                       const char *extra, const char *value) {
-  sb_str(b, name);
-  sb_str(b, suffix);
+  wr__sb_cstr(b, name);
+  wr__sb_cstr(b, suffix);
   bool has = labels[0] != '\0', has_extra = extra && extra[0];
   if (has || has_extra) {
-    sb_str(b, "{");
-    sb_str(b, labels);
+    wr__sb_cstr(b, "{");
+    wr__sb_cstr(b, labels);
     if (has && has_extra)
-      sb_str(b, ",");
+      wr__sb_cstr(b, ",");
     if (has_extra)
-      sb_str(b, extra);
-    sb_str(b, "}");
+      wr__sb_cstr(b, extra);
+    wr__sb_cstr(b, "}");
   }
-  sb_str(b, " ");
-  sb_str(b, value);
-  sb_str(b, "\n");
+  wr__sb_cstr(b, " ");
+  wr__sb_cstr(b, value);
+  wr__sb_cstr(b, "\n");
 }
 
-static void render_series(sbuf *b, const series *s) {
+static void render_series(wr__sbuf *b, const series *s) {
   const family *f = s->fam;
   char v[64];
   switch (f->kind) {
@@ -606,8 +577,8 @@ char *wr_metrics_render(wr_metrics *m) {
       snap[k++] = s;
   pthread_mutex_unlock(&m->mu);
 
-  sbuf b = {0};
-  sb_put(&b, "", 0); /* an empty registry renders as "" rather than NULL */
+  wr__sbuf b = {0};
+  wr__sb_put(&b, "", 0); /* an empty registry renders as "" rather than NULL */
   static const char *type_names[] = {"counter", "gauge", "histogram"};
   const family *cur = NULL;
   for (size_t i = 0; i < k; i++) {
@@ -615,17 +586,17 @@ char *wr_metrics_render(wr_metrics *m) {
     if (f != cur) {
       cur = f;
       if (f->help[0]) {
-        sb_str(&b, "# HELP ");
-        sb_str(&b, f->name);
-        sb_str(&b, " ");
+        wr__sb_cstr(&b, "# HELP ");
+        wr__sb_cstr(&b, f->name);
+        wr__sb_cstr(&b, " ");
         sb_help(&b, f->help);
-        sb_str(&b, "\n");
+        wr__sb_cstr(&b, "\n");
       }
-      sb_str(&b, "# TYPE ");
-      sb_str(&b, f->name);
-      sb_str(&b, " ");
-      sb_str(&b, type_names[f->kind]);
-      sb_str(&b, "\n");
+      wr__sb_cstr(&b, "# TYPE ");
+      wr__sb_cstr(&b, f->name);
+      wr__sb_cstr(&b, " ");
+      wr__sb_cstr(&b, type_names[f->kind]);
+      wr__sb_cstr(&b, "\n");
     }
     render_series(&b, snap[i]);
   }

@@ -164,35 +164,9 @@ int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_
   return rc;
 }
 
-/* ids travel as one text[] parameter in array-literal syntax with every element
- * quoted and escaped, so no id can break out of its element. */
-static char *ids_array_literal(const char *const *ids, size_t n) {
-  size_t cap = 3;
-  for (size_t i = 0; i < n; i++)
-    cap += strlen(ids[i]) * 2 + 3;
-  char *s = malloc(cap), *o = s;
-  if (!s)
-    return NULL;
-  *o++ = '{';
-  for (size_t i = 0; i < n; i++) {
-    if (i)
-      *o++ = ',';
-    *o++ = '"';
-    for (const char *p = ids[i]; *p; p++) {
-      if (*p == '"' || *p == '\\')
-        *o++ = '\\';
-      *o++ = *p;
-    }
-    *o++ = '"';
-  }
-  *o++ = '}';
-  *o = '\0';
-  return s;
-}
-
 int store_by_ids(PGconn *c, const char *const *ids, size_t n, store_row_fn fn, void *user,
                  wr_err *err) {
-  char *arr = ids_array_literal(ids, n);
+  char *arr = wr_db_text_array(ids, n);
   if (!arr)
     return wr_err_set(err, WR_ENOMEM, "out of memory");
   const char *p[1] = {arr};

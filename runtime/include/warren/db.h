@@ -60,6 +60,11 @@ WR_EXPORT int wr_db_exec(PGconn *c, const char *sql, wr_err *err);
 WR_EXPORT int wr_db_check(PGconn *c, const PGresult *res, ExecStatusType expect,
                           const char *what, wr_err *err);
 
+/* A PostgreSQL text[] literal of n strings ({"a","b\\"c"}), every element quoted and
+ * escaped, to pass as one `$1::text[]` parameter (set-based statements). Returns a
+ * malloc'd string (caller frees), or NULL on ENOMEM. */
+WR_EXPORT char *wr_db_text_array(const char *const *items, size_t n);
+
 /* True when the connection is unusable (server gone, restart): the caller should
  * reconnect (PQreset) rather than retry the statement. Cannot fail. */
 WR_EXPORT bool wr_db_broken(PGconn *c);
