@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <warren/log.h>
 #include <warren/service.h>
@@ -342,4 +343,68 @@ PGconn *wr_http_db_acquire(wr_http_req *req, wr_db_pool *pool, unsigned timeout_
     return NULL;
   }
   return c;
+}
+
+void wr_service_std_options(wr_service_std *s, const char *db_what, const char *default_addr,
+                            wr_option *out) {
+  static char db_help[160];
+  snprintf(db_help, sizeof db_help, "PostgreSQL URL of %s", db_what);
+  const wr_option std[WR_SERVICE_STD_N] = {
+      {"amqp-url", "WARREN_AMQP_URL", NULL,
+       "broker URL(s) with credentials, comma-separated for failover", &s->amqp_url, true, true},
+      {"amqp-cacert", "WARREN_AMQP_CACERT", NULL, "CA file for amqps:// URLs", &s->amqp_cacert,
+       false, false},
+      {"database-url", "WARREN_DATABASE_URL", NULL, db_help, &s->database_url, true, true},
+      {"http-addr", "WARREN_HTTP_ADDR", default_addr, "HTTP listen address", &s->http_addr, false,
+       false},
+      {"admin-token", "WARREN_ADMIN_TOKEN", NULL,
+       "bearer token for /admin routes (unset: they answer 403)", &s->admin_token, true, false},
+      {"log-level", "WARREN_LOG_LEVEL", "info", "debug, info, warn or error", &s->log_level, false,
+       false},
+      {"http-threads", "WARREN_HTTP_THREADS", "4", "HTTP worker threads", &s->http_threads_s,
+       false, false},
+      {"db-pool", "WARREN_DB_POOL", "8", "database connections for HTTP handlers", &s->db_pool_s,
+       false, false},
+      {"max-body", "WARREN_HTTP_MAX_BODY", "65536", "largest accepted request body (bytes)",
+       &s->max_body_s, false, false},
+  };
+  memcpy(out, std, sizeof std);
+}
+
+int wr_service_std_apply(wr_service_std *s, const char *service, wr_err *err) {
+  wr_log_level level;
+  if (wr_log_level_parse(s->log_level, &level) != 0)
+    return wr_err_set(err, WR_EINVAL, "--log-level must be debug, info, warn or error");
+  int rc = wr_option_uint("http-threads", s->http_threads_s, 1, 256, &s->http_threads, err);
+  if (rc == 0)
+    rc = wr_option_uint("db-pool", s->db_pool_s, 1, 256, &s->db_pool, err);
+  if (rc == 0)
+    rc = wr_option_uint("max-body", s->max_body_s, 1024, 64u << 20, &s->max_body, err);
+  if (rc)
+    return rc;
+  wr_log_set_service(service);
+  wr_log_configure(NULL, NULL, level);
+  char host[64] = "localhost";
+  gethostname(host, sizeof host - 1);
+  host[sizeof host - 1] = '\0';
+  snprintf(s->instance, sizeof s->instance, "%s:%d", host, (int)getpid());
+  return 0;
+}
+
+void wr_service_http_opts(const wr_service_std *s, wr_http_opts *o) {
+  o->addr = s->http_addr;
+  o->threads = s->http_threads;
+  o->max_body = s->max_body;
+  o->admin_token = s->admin_token;
+}
+
+bool wr_db_pool_ping(wr_db_pool *p, unsigned timeout_ms) {
+  PGconn *c = NULL;
+  if (wr_db_pool_acquire(p, timeout_ms, &c, NULL) != 0)
+    return false;
+  PGresult *r = PQexec(c, "SELECT 1");
+  bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+  PQclear(r);
+  wr_db_pool_release(p, c);
+  return ok;
 }

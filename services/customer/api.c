@@ -569,14 +569,7 @@ static void healthz(wr_http_req *req, void *user) { wr_reply_healthz(req); }
 
 static void readyz(wr_http_req *req, void *user) {
   app *a = user;
-  PGconn *c = NULL;
-  bool db = wr_db_pool_acquire(a->pool, 1000, &c, NULL) == 0;
-  if (db) {
-    PGresult *r = PQexec(c, "SELECT 1");
-    db = PQresultStatus(r) == PGRES_TUPLES_OK;
-    PQclear(r);
-    wr_db_pool_release(a->pool, c);
-  }
+  bool db = wr_db_pool_ping(a->pool, 1000);
   wr_relay_stats st;
   wr_relay_stats_get(a->relay, &st);
   wr_ready_check checks[] = {{"database", db}, {"broker", st.connected}};

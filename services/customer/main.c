@@ -12,8 +12,8 @@
 #include "customer/v1/customer.warren.h"
 
 typedef struct config {
-  const char *amqp_url, *cacert, *database_url, *http_addr, *admin_token, *log_level;
-  const char *http_threads, *db_pool, *snapshot_interval, *snapshot_batch, *buckets, *max_body;
+  wr_service_std std;
+  const char *snapshot_interval, *snapshot_batch, *buckets;
 } config;
 
 static void *snapshot_loop(void *arg) {
@@ -30,72 +30,44 @@ static void *snapshot_loop(void *arg) {
 
 int main(int argc, char **argv) {
   wr_signals_block();
-  config cf;
-  wr_option opts[] = {
-      {"amqp-url", "WARREN_AMQP_URL", NULL, "broker URL(s), comma-separated for failover",
-       &cf.amqp_url, true, true},
-      {"amqp-cacert", "WARREN_AMQP_CACERT", NULL, "CA file for amqps:// URLs", &cf.cacert, false,
-       false},
-      {"database-url", "WARREN_DATABASE_URL", NULL, "PostgreSQL URL of the customer database",
-       &cf.database_url, true, true},
-      {"http-addr", "WARREN_HTTP_ADDR", "127.0.0.1:8081", "HTTP listen address", &cf.http_addr,
-       false, false},
-      {"admin-token", "WARREN_ADMIN_TOKEN", NULL,
-       "bearer token for /admin routes (unset: they answer 403)", &cf.admin_token, true, false},
-      {"log-level", "WARREN_LOG_LEVEL", "info", "debug, info, warn or error", &cf.log_level, false,
-       false},
-      {"http-threads", "WARREN_HTTP_THREADS", "4", "HTTP worker threads", &cf.http_threads, false,
-       false},
-      {"db-pool", "WARREN_DB_POOL", "8", "database connections for HTTP handlers", &cf.db_pool,
-       false, false},
+  config cf = {0};
+  wr_option opts[WR_SERVICE_STD_N + 3];
+  wr_service_std_options(&cf.std, "the customer database", "127.0.0.1:8081", opts);
+  wr_option extra[] = {
       {"snapshot-interval", "WARREN_SNAPSHOT_INTERVAL", "0",
        "seconds between periodic snapshots (0: off)", &cf.snapshot_interval, false, false},
       {"snapshot-batch", "WARREN_SNAPSHOT_BATCH", "500", "customers per snapshot transaction",
        &cf.snapshot_batch, false, false},
       {"buckets", "WARREN_RECONCILE_BUCKETS", "64", "reconciliation checksum buckets", &cf.buckets,
        false, false},
-      {"max-body", "WARREN_HTTP_MAX_BODY", "65536", "largest accepted request body (bytes)",
-       &cf.max_body, false, false},
   };
+  memcpy(opts + WR_SERVICE_STD_N, extra, sizeof extra);
   wr_err err = {0};
   int rc = wr_options_parse("customer-service",
                             "customer-service: owns customers and publishes their events",
                             opts, sizeof opts / sizeof opts[0], argc, argv, &err);
   if (rc == 1)
     return 0;
-  unsigned threads = 4, pool_size = 8, batch = 500, buckets = 64, max_body = 65536, interval = 0;
-  wr_log_level level = WR_LOG_INFO;
-  if (rc == 0 && wr_log_level_parse(cf.log_level, &level) != 0)
-    rc = wr_err_set(&err, WR_EINVAL, "--log-level must be debug, info, warn or error");
+  unsigned batch = 500, buckets = 64, interval = 0;
   if (rc == 0)
-    rc = wr_option_uint("http-threads", cf.http_threads, 1, 256, &threads, &err);
-  if (rc == 0)
-    rc = wr_option_uint("db-pool", cf.db_pool, 1, 256, &pool_size, &err);
-  if (rc == 0)
-    rc = wr_option_uint("snapshot-interval", cf.snapshot_interval, 0, 7 * 86400,
-                        &interval, &err);
+    rc = wr_option_uint("snapshot-interval", cf.snapshot_interval, 0, 7 * 86400, &interval, &err);
   if (rc == 0)
     rc = wr_option_uint("snapshot-batch", cf.snapshot_batch, 1, 10000, &batch, &err);
   if (rc == 0)
     rc = wr_option_uint("buckets", cf.buckets, 1, WR_SYNC_BUCKETS_MAX, &buckets, &err);
   if (rc == 0)
-    rc = wr_option_uint("max-body", cf.max_body, 1024, 64u << 20, &max_body, &err);
+    rc = wr_service_std_apply(&cf.std, "customer", &err);
   if (rc) {
     fprintf(stderr, "customer-service: %s\n", err.msg);
     return 2;
   }
-  wr_log_set_service("customer");
-  wr_log_configure(NULL, NULL, level);
-
   app a = {.service = "customer", .snapshot_batch = batch, .buckets = buckets,
            .snapshot_interval_s = interval};
   pthread_mutex_init(&a.snapshot_mu, NULL);
-  char host[64] = "localhost";
-  gethostname(host, sizeof host - 1);
-  snprintf(a.instance, sizeof a.instance, "%s:%d", host, (int)getpid());
+  snprintf(a.instance, sizeof a.instance, "%s", cf.std.instance);
 
   char redacted[512];
-  wr_redact_url(cf.database_url, redacted, sizeof redacted);
+  wr_redact_url(cf.std.database_url, redacted, sizeof redacted);
   if (wr_metrics_new(&a.metrics) != 0) {
     wr_log_error(NULL, "out of memory");
     return 1;
@@ -105,7 +77,7 @@ int main(int argc, char **argv) {
 
   /* Schema first, on one connection, under the migration lock. */
   PGconn *mc = NULL;
-  rc = wr_db_connect(cf.database_url, "customer-service", &mc, &err);
+  rc = wr_db_connect(cf.std.database_url, "customer-service", &mc, &err);
   if (rc == 0)
     rc = wr_db_migrate_runtime(mc, &err);
   if (rc == 0)
@@ -116,7 +88,7 @@ int main(int argc, char **argv) {
     wr_log_error(NULL, "database %s: %s", redacted, err.msg);
     return 1;
   }
-  rc = wr_db_pool_new(cf.database_url, "customer-service", pool_size, &a.pool, &err);
+  rc = wr_db_pool_new(cf.std.database_url, "customer-service", cf.std.db_pool, &a.pool, &err);
   if (rc) {
     wr_log_error(NULL, "database pool: %s", err.msg);
     return 1;
@@ -127,11 +99,11 @@ int main(int argc, char **argv) {
   wr_topology_new(&topo);
   wr_topology_exchange(topo, CUSTOMER_V1_EXCHANGE, "topic");
   wr_conn_opts amqp = WR_CONN_OPTS_INIT;
-  amqp.urls = cf.amqp_url;
-  amqp.cacert = cf.cacert;
+  amqp.urls = cf.std.amqp_url;
+  amqp.cacert = cf.std.amqp_cacert;
   amqp.connection_name = "customer-service relay";
   wr_relay_opts ro = WR_RELAY_OPTS_INIT;
-  ro.database_url = cf.database_url;
+  ro.database_url = cf.std.database_url;
   ro.amqp = &amqp;
   ro.topology = topo;
   ro.metrics = a.metrics;
@@ -145,13 +117,10 @@ int main(int argc, char **argv) {
   }
 
   wr_http_opts ho = WR_HTTP_OPTS_INIT;
-  ho.addr = cf.http_addr;
+  wr_service_http_opts(&cf.std, &ho);
   ho.routes = customer_routes;
   ho.n_routes = customer_routes_n;
   ho.user = &a;
-  ho.threads = threads;
-  ho.max_body = max_body;
-  ho.admin_token = cf.admin_token;
   ho.metrics = a.metrics;
   wr_http_server *srv = NULL;
   rc = wr_http_server_start(&ho, &srv, &err);
@@ -162,7 +131,7 @@ int main(int argc, char **argv) {
   }
   pthread_t snap;
   bool snap_started = interval > 0 && pthread_create(&snap, NULL, snapshot_loop, &a) == 0;
-  wr_log_info(NULL, "customer-service listening on %s (port %u), database %s", cf.http_addr,
+  wr_log_info(NULL, "customer-service listening on %s (port %u), database %s", cf.std.http_addr,
               wr_http_server_port(srv), redacted);
 
   int sig = wr_signals_wait(0);

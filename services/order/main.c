@@ -17,10 +17,9 @@
 #include "order/v1/order.warren.h"
 
 typedef struct config {
-  const char *amqp_url, *cacert, *database_url, *http_addr, *admin_token, *log_level;
-  const char *customer_url, *http_threads, *db_pool, *reconcile_interval, *buckets, *page_size;
-  const char *queue_type, *prefetch, *batch, *retry_delays, *delivery_limit, *max_body,
-      *log_max_age;
+  wr_service_std std;
+  const char *customer_url, *reconcile_interval, *buckets, *page_size;
+  const char *queue_type, *prefetch, *batch, *retry_delays, *delivery_limit, *log_max_age;
 } config;
 
 static unsigned reconcile_interval_s;
@@ -76,27 +75,13 @@ static int catchup_step(app *a, wr_err *err) {
 
 int main(int argc, char **argv) {
   wr_signals_block();
-  config cf;
-  wr_option opts[] = {
-      {"amqp-url", "WARREN_AMQP_URL", NULL, "broker URL(s), comma-separated for failover",
-       &cf.amqp_url, true, true},
-      {"amqp-cacert", "WARREN_AMQP_CACERT", NULL, "CA file for amqps:// URLs", &cf.cacert, false,
-       false},
-      {"database-url", "WARREN_DATABASE_URL", NULL, "PostgreSQL URL of the order database",
-       &cf.database_url, true, true},
-      {"http-addr", "WARREN_HTTP_ADDR", "127.0.0.1:8082", "HTTP listen address", &cf.http_addr,
-       false, false},
-      {"admin-token", "WARREN_ADMIN_TOKEN", NULL,
-       "bearer token for /admin routes (unset: they answer 403)", &cf.admin_token, true, false},
+  config cf = {0};
+  wr_option opts[WR_SERVICE_STD_N + 10];
+  wr_service_std_options(&cf.std, "the order database", "127.0.0.1:8082", opts);
+  wr_option extra[] = {
       {"customer-service-url", "CUSTOMER_SERVICE_URL", "http://127.0.0.1:8081",
        "base URL of the customer service (catch-up, reconciliation)", &cf.customer_url, false,
        false},
-      {"log-level", "WARREN_LOG_LEVEL", "info", "debug, info, warn or error", &cf.log_level, false,
-       false},
-      {"http-threads", "WARREN_HTTP_THREADS", "4", "HTTP worker threads", &cf.http_threads, false,
-       false},
-      {"db-pool", "WARREN_DB_POOL", "8", "database connections for HTTP handlers", &cf.db_pool,
-       false, false},
       {"reconcile-interval", "WARREN_RECONCILE_INTERVAL", "300",
        "seconds between reconciliations (0: only on POST /admin/reconcile)",
        &cf.reconcile_interval, false, false},
@@ -113,28 +98,19 @@ int main(int argc, char **argv) {
        "retry tiers in ms, comma-separated", &cf.retry_delays, false, false},
       {"delivery-limit", "WARREN_DELIVERY_LIMIT", "20",
        "quorum x-delivery-limit (crash-loop guard; 0: none)", &cf.delivery_limit, false, false},
-      {"max-body", "WARREN_HTTP_MAX_BODY", "65536", "largest accepted request body (bytes)",
-       &cf.max_body, false, false},
       {"event-log-max-age", "WARREN_EVENT_LOG_MAX_AGE", "7D",
        "retention of the order.events.log stream", &cf.log_max_age, false, false},
   };
+  memcpy(opts + WR_SERVICE_STD_N, extra, sizeof extra);
   wr_err err = {0};
   int rc = wr_options_parse("order-service",
                             "order-service: keeps a customer view in sync and owns orders", opts,
                             sizeof opts / sizeof opts[0], argc, argv, &err);
   if (rc == 1)
     return 0;
-  unsigned threads = 4, pool_size = 8, buckets = 64, page = 1000, prefetch = 500, batch = 200,
-           limit = 20, max_body = 65536;
+  unsigned buckets = 64, page = 1000, prefetch = 500, batch = 200, limit = 20;
   unsigned delays[8];
   int n_delays = 0;
-  wr_log_level level = WR_LOG_INFO;
-  if (rc == 0 && wr_log_level_parse(cf.log_level, &level) != 0)
-    rc = wr_err_set(&err, WR_EINVAL, "--log-level must be debug, info, warn or error");
-  if (rc == 0)
-    rc = wr_option_uint("http-threads", cf.http_threads, 1, 256, &threads, &err);
-  if (rc == 0)
-    rc = wr_option_uint("db-pool", cf.db_pool, 1, 256, &pool_size, &err);
   if (rc == 0)
     rc = wr_option_uint("reconcile-interval", cf.reconcile_interval, 0, 7 * 86400,
                         &reconcile_interval_s, &err);
@@ -148,33 +124,29 @@ int main(int argc, char **argv) {
     rc = wr_option_uint("batch-size", cf.batch, 1, 10000, &batch, &err);
   if (rc == 0)
     rc = wr_option_uint("delivery-limit", cf.delivery_limit, 0, 100000, &limit, &err);
-  if (rc == 0)
-    rc = wr_option_uint("max-body", cf.max_body, 1024, 64u << 20, &max_body, &err);
   if (rc == 0 && (n_delays = parse_delays(cf.retry_delays, delays, 8)) < 0)
     rc = wr_err_set(&err, WR_EINVAL, "--retry-delays must be up to 8 positive ms values");
   if (rc == 0 && strcmp(cf.queue_type, "quorum") && strcmp(cf.queue_type, "classic"))
     rc = wr_err_set(&err, WR_EINVAL, "--queue-type must be quorum or classic");
   if (rc == 0 && strncmp(cf.customer_url, "http://", 7) != 0)
     rc = wr_err_set(&err, WR_EINVAL, "--customer-service-url must be an http:// URL");
+  if (rc == 0)
+    rc = wr_service_std_apply(&cf.std, "order", &err);
   if (rc) {
     fprintf(stderr, "order-service: %s\n", err.msg);
     return 2;
   }
-  wr_log_set_service("order");
-  wr_log_configure(NULL, NULL, level);
 
   app a = {.service = "order", .buckets = buckets, .page_size = page};
   pthread_mutex_init(&a.reconcile_mu, NULL);
-  char host[64] = "localhost";
-  gethostname(host, sizeof host - 1);
-  snprintf(a.instance, sizeof a.instance, "%s:%d", host, (int)getpid());
+  snprintf(a.instance, sizeof a.instance, "%s", cf.std.instance);
   /* trailing slashes would double in "/customers" paths */
   char *cu = strdup(cf.customer_url);
   while (cu && strlen(cu) > 7 && cu[strlen(cu) - 1] == '/')
     cu[strlen(cu) - 1] = '\0';
   a.customer_url = cu;
   char redacted[512];
-  wr_redact_url(cf.database_url, redacted, sizeof redacted);
+  wr_redact_url(cf.std.database_url, redacted, sizeof redacted);
   if (!cu || wr_metrics_new(&a.metrics) != 0) {
     wr_log_error(NULL, "out of memory");
     return 1;
@@ -187,7 +159,7 @@ int main(int argc, char **argv) {
                                        "customers read through the bulk catch-up API", NULL);
 
   PGconn *mc = NULL;
-  rc = wr_db_connect(cf.database_url, "order-service", &mc, &err);
+  rc = wr_db_connect(cf.std.database_url, "order-service", &mc, &err);
   if (rc == 0)
     rc = wr_db_migrate_runtime(mc, &err);
   if (rc == 0)
@@ -198,14 +170,14 @@ int main(int argc, char **argv) {
     wr_log_error(NULL, "database %s: %s", redacted, err.msg);
     return 1;
   }
-  if ((rc = wr_db_pool_new(cf.database_url, "order-service", pool_size, &a.pool, &err)) != 0) {
+  if ((rc = wr_db_pool_new(cf.std.database_url, "order-service", cf.std.db_pool, &a.pool, &err)) != 0) {
     wr_log_error(NULL, "database pool: %s", err.msg);
     return 1;
   }
 
   wr_conn_opts amqp = WR_CONN_OPTS_INIT;
-  amqp.urls = cf.amqp_url;
-  amqp.cacert = cf.cacert;
+  amqp.urls = cf.std.amqp_url;
+  amqp.cacert = cf.std.amqp_cacert;
 
   /* Publisher side: order.events plus a retained log, so OrderPlaced is always
    * routable and can be replayed by future consumers. */
@@ -219,7 +191,7 @@ int main(int argc, char **argv) {
   wr_conn_opts relay_amqp = amqp;
   relay_amqp.connection_name = "order-service relay";
   wr_relay_opts ro = WR_RELAY_OPTS_INIT;
-  ro.database_url = cf.database_url;
+  ro.database_url = cf.std.database_url;
   ro.amqp = &relay_amqp;
   ro.topology = topo;
   ro.metrics = a.metrics;
@@ -233,7 +205,7 @@ int main(int argc, char **argv) {
   cons_amqp.connection_name = "order-service consumer";
   wr_consumer_opts co = WR_CONSUMER_OPTS_INIT;
   co.queue = VIEW_SCOPE;
-  co.database_url = cf.database_url;
+  co.database_url = cf.std.database_url;
   co.amqp = &cons_amqp;
   co.queue_type = strcmp(cf.queue_type, "classic") == 0 ? WR_QUEUE_CLASSIC : WR_QUEUE_QUORUM;
   co.prefetch = (uint16_t)prefetch;
@@ -251,13 +223,10 @@ int main(int argc, char **argv) {
   }
 
   wr_http_opts ho = WR_HTTP_OPTS_INIT;
-  ho.addr = cf.http_addr;
+  wr_service_http_opts(&cf.std, &ho);
   ho.routes = order_routes;
   ho.n_routes = order_routes_n;
   ho.user = &a;
-  ho.threads = threads;
-  ho.max_body = max_body;
-  ho.admin_token = cf.admin_token;
   ho.metrics = a.metrics;
   wr_http_server *srv = NULL;
   if ((rc = wr_http_server_start(&ho, &srv, &err)) != 0) {
@@ -265,7 +234,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   wr_log_info(NULL, "order-service listening on %s (port %u), database %s, customer service %s",
-              cf.http_addr, wr_http_server_port(srv), redacted, a.customer_url);
+              cf.std.http_addr, wr_http_server_port(srv), redacted, a.customer_url);
 
   int sig = retry_until_done("declaring the consumer queue", declare_step, &a);
   if (!sig)

@@ -41,6 +41,43 @@ WR_EXPORT int wr_options_parse(const char *prog, const char *summary, wr_option 
 WR_EXPORT int wr_option_uint(const char *name, const char *value, unsigned min, unsigned max,
                              unsigned *out, wr_err *err);
 
+/* ---- the options every warren service takes ---------------------------------- */
+
+/* Filled by wr_options_parse (strings) and wr_service_std_apply (numbers, instance).
+ * Strings are borrowed from argv, the environment or defaults. */
+typedef struct wr_service_std {
+  const char *amqp_url;      /* WARREN_AMQP_URL (required, secret: holds credentials) */
+  const char *amqp_cacert;   /* --amqp-cacert / WARREN_AMQP_CACERT */
+  const char *database_url;  /* WARREN_DATABASE_URL (required, secret) */
+  const char *http_addr;     /* --http-addr / WARREN_HTTP_ADDR */
+  const char *admin_token;   /* WARREN_ADMIN_TOKEN (secret) */
+  const char *log_level;     /* --log-level / WARREN_LOG_LEVEL */
+  const char *http_threads_s, *db_pool_s, *max_body_s;
+  unsigned http_threads;
+  unsigned db_pool;
+  unsigned max_body;
+  char instance[96];         /* "<hostname>:<pid>": meta.source_instance */
+} wr_service_std;
+
+#define WR_SERVICE_STD_N 9
+
+/* Writes the standard options into out[0..WR_SERVICE_STD_N-1], bound to s; `db_what`
+ * describes the database ("the customer database"), default_addr the listen address.
+ * The strings must outlive the parse. Cannot fail. */
+WR_EXPORT void wr_service_std_options(wr_service_std *s, const char *db_what,
+                                      const char *default_addr, wr_option *out);
+
+/* After wr_options_parse: checks the numeric options, configures logging (service
+ * name on every line, level) and fills the instance id. Returns 0 or WR_EINVAL naming
+ * the option. */
+WR_EXPORT int wr_service_std_apply(wr_service_std *s, const char *service, wr_err *err);
+
+/* HTTP options from the standard ones (address, threads, body limit, admin token). */
+WR_EXPORT void wr_service_http_opts(const wr_service_std *s, wr_http_opts *o);
+
+/* True if a pooled connection answers SELECT 1 within timeout_ms (readiness). */
+WR_EXPORT bool wr_db_pool_ping(wr_db_pool *p, unsigned timeout_ms);
+
 /* Blocks SIGTERM, SIGINT and SIGHUP in the calling thread; call first in main() so
  * every thread started afterwards inherits the mask and the signals are taken only
  * by wr_signals_wait(). SIGPIPE is ignored (sockets report EPIPE instead). */
