@@ -136,7 +136,7 @@ int wr_option_uint(const char *name, const char *value, unsigned min, unsigned m
   char *end;
   errno = 0;
   unsigned long v = strtoul(value, &end, 10);
-  if (errno || *end || value[0] == '-' || v < min || v > max)
+  if (errno || *end || value[0] < '0' || value[0] > '9' || v < min || v > max)
     return wr_err_set(err, WR_EINVAL, "--%s must be a number in %u..%u (got '%s')", name, min,
                       max, value);
   *out = (unsigned)v;
