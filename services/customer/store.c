@@ -129,37 +129,73 @@ static int each_row(PGresult *r, int n, store_row_fn fn, void *user) {
   return 0;
 }
 
+/* The visibility horizon of a page. updated_at is stamped inside the writing
+ * transaction (clock_timestamp()), before its COMMIT, so concurrent writers commit
+ * out of updated_at order: after a page that ended at T, a row stamped before T may
+ * still commit, and a cursor already past T would never show it (measured: a reader
+ * tailing the API under 8 concurrent writers missed a handful of rows in seconds).
+ * A page therefore returns only rows stamped before the start of every transaction
+ * that is writing customers right now (it holds RowExclusiveLock on the table from
+ * before it stamps anything until it ends), capped by the current time. Rows at or
+ * after the horizon are returned by a later request, once those transactions ended.
+ * The horizon is read in its own statement, BEFORE the page's snapshot: a writer that
+ * commits between the two is either counted in it or stamps its rows after it.
+ * Limits: pg_stat_activity hides the transaction start of other roles' sessions
+ * (writes outside the service are outside the sync contract anyway), and a long-open
+ * writing transaction holds the horizon back for as long as it stays open. */
+static int page_horizon(PGconn *c, char *out, size_t outsz, wr_err *err) {
+  PGresult *r = PQexec(c, "SELECT least(clock_timestamp(), (SELECT min(a.xact_start)"
+                          " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                          " WHERE l.locktype = 'relation' AND l.relation = 'customers'::regclass"
+                          " AND l.database = (SELECT oid FROM pg_database"
+                          "                   WHERE datname = current_database())"
+                          " AND l.mode = 'RowExclusiveLock' AND l.granted"
+                          " AND l.pid <> pg_backend_pid()))::text");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+    return fail(r, err, "page horizon");
+  snprintf(out, outsz, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return 0;
+}
+
 int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_id,
                unsigned limit, store_row_fn fn, void *user, bool *more, wr_err *err) {
-  char ts[32], lim[16];
+  char ts[32], lim[16], horizon[64];
   snprintf(lim, sizeof lim, "%u", limit + 1);
+  int rc = page_horizon(c, horizon, sizeof horizon, err);
+  if (rc)
+    return rc;
   PGresult *r;
   if (after_id) {
     snprintf(ts, sizeof ts, "%" PRId64, after_us);
-    const char *p[3] = {ts, after_id, lim};
+    const char *p[4] = {ts, after_id, lim, horizon};
     r = PQexecParams(c,
                      "SELECT " COLS " FROM customers "
                      "WHERE (updated_at, id) > (to_timestamp($1::numeric / 1000000), $2) "
+                     "AND updated_at < $4::timestamptz "
                      "ORDER BY updated_at, id LIMIT $3",
-                     3, NULL, p, NULL, NULL, 0);
+                     4, NULL, p, NULL, NULL, 0);
   } else if (since_us != STORE_SINCE_ALL) {
     snprintf(ts, sizeof ts, "%" PRId64, since_us);
-    const char *p[2] = {ts, lim};
+    const char *p[3] = {ts, lim, horizon};
     r = PQexecParams(c,
                      "SELECT " COLS " FROM customers "
                      "WHERE updated_at >= to_timestamp($1::numeric / 1000000) "
+                     "AND updated_at < $3::timestamptz "
                      "ORDER BY updated_at, id LIMIT $2",
-                     2, NULL, p, NULL, NULL, 0);
+                     3, NULL, p, NULL, NULL, 0);
   } else {
-    const char *p[1] = {lim};
-    r = PQexecParams(c, "SELECT " COLS " FROM customers ORDER BY updated_at, id LIMIT $1", 1, NULL,
-                     p, NULL, NULL, 0);
+    const char *p[2] = {lim, horizon};
+    r = PQexecParams(c,
+                     "SELECT " COLS " FROM customers WHERE updated_at < $2::timestamptz "
+                     "ORDER BY updated_at, id LIMIT $1",
+                     2, NULL, p, NULL, NULL, 0);
   }
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
     return fail(r, err, "page customers");
   int n = PQntuples(r);
   *more = n > (int)limit;
-  int rc = each_row(r, *more ? (int)limit : n, fn, user);
+  rc = each_row(r, *more ? (int)limit : n, fn, user);
   PQclear(r);
   return rc;
 }

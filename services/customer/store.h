@@ -51,7 +51,9 @@ int store_update(PGconn *c, customer *cu, wr_err *err);
 
 /* A keyset page ordered by (updated_at, id). `after_us/after_id` is the cursor
  * position (after_id NULL = from `since_us`, inclusive). Calls fn per row; *more is
- * set when rows remain after `limit`. */
+ * set when rows remain after `limit`. Rows stamped at or after the start of a
+ * transaction that is still writing customers are held back until it ends, so a
+ * walk never passes a row that commits late (see page_horizon in store.c). */
 typedef int (*store_row_fn)(const customer *cu, void *user);
 int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_id,
                unsigned limit, store_row_fn fn, void *user, bool *more, wr_err *err);

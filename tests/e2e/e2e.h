@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,8 +237,9 @@ static inline void e2e_resp_free(e2e_resp *r) {
 static inline e2e_resp e2e_raw(const char *method, const char *base, const char *path,
                                const char *body, size_t body_len, const char *content_type,
                                const char *const *headers) {
-  char url[4096];
-  snprintf(url, sizeof url, "%s%s", base, path);
+  char *url = NULL;
+  if (asprintf(&url, "%s%s", base, path) < 0)
+    fail_msg("out of memory");
   const char *h[40];
   size_t n = 0;
   char ct[200];
@@ -252,8 +254,10 @@ static inline e2e_resp e2e_raw(const char *method, const char *base, const char 
                         .body_len = body_len, .timeout_ms = 60000};
   wr_http_response res;
   wr_err err = {0};
-  if (wr_http_do(&rq, &res, &err) != 0)
-    fail_msg("%s %s: %s", method, url, err.msg);
+  int rc = wr_http_do(&rq, &res, &err);
+  if (rc != 0)
+    fail_msg("%s %.200s: %s", method, url, err.msg);
+  free(url);
   e2e_resp r = {.status = res.status, .body = res.body, .len = res.len, .headers = res.headers};
   if (res.len > 0)
     r.json = json_loadb(res.body, res.len, JSON_REJECT_DUPLICATES, NULL);
@@ -315,6 +319,69 @@ static inline json_t *e2e_create_customer(e2e *e, const char *name, const char *
   json_t *c = json_incref(r.json);
   e2e_resp_free(&r);
   return c;
+}
+
+/* Creates n customers "<prefix> i" <prefix-i@example.org> from `threads` parallel
+ * clients (statuses cycle active, pending, suspended). Returns their ids (caller
+ * decrefs). */
+struct e2e_many {
+  e2e *e;
+  const char *prefix;
+  int from, to;
+  json_t *ids;
+  int failed;
+};
+
+static inline void *e2e_many_run(void *arg) {
+  struct e2e_many *m = arg;
+  static const char *const st[] = {"active", "pending", "suspended"};
+  for (int i = m->from; i < m->to; i++) {
+    char name[96], email[128], url[256];
+    snprintf(name, sizeof name, "%s %d", m->prefix, i);
+    snprintf(email, sizeof email, "%s-%d@example.org", m->prefix, i);
+    snprintf(url, sizeof url, "%s/customers", m->e->customer.url);
+    json_t *b = json_pack("{s:s,s:s,s:s}", "name", name, "email", email, "status", st[i % 3]);
+    char *text = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    wr_http_request rq = {.method = "POST", .url = url, .headers = h, .body = text,
+                          .body_len = strlen(text), .timeout_ms = 60000};
+    wr_http_response res;
+    int rc = wr_http_do(&rq, &res, NULL);
+    free(text);
+    json_t *j = rc == 0 && res.status == 201 ? json_loadb(res.body, res.len, 0, NULL) : NULL;
+    if (j)
+      json_array_append(m->ids, json_object_get(j, "id"));
+    else
+      m->failed++;
+    json_decref(j);
+    wr_http_response_free(&res);
+  }
+  return NULL;
+}
+
+static inline json_t *e2e_create_many(e2e *e, const char *prefix, int n, int threads) {
+  struct e2e_many m[16];
+  pthread_t th[16];
+  if (threads > 16)
+    threads = 16;
+  for (int t = 0; t < threads; t++) {
+    m[t] = (struct e2e_many){.e = e, .prefix = prefix, .from = n * t / threads,
+                             .to = n * (t + 1) / threads, .ids = json_array()};
+    if (pthread_create(&th[t], NULL, e2e_many_run, &m[t]) != 0)
+      fail_msg("pthread_create");
+  }
+  json_t *ids = json_array();
+  int failed = 0;
+  for (int t = 0; t < threads; t++) {
+    pthread_join(th[t], NULL);
+    json_array_extend(ids, m[t].ids);
+    json_decref(m[t].ids);
+    failed += m[t].failed;
+  }
+  if (failed)
+    fail_msg("%d of %d creates failed", failed, n);
+  return ids;
 }
 
 /* ---- the order view against the source ------------------------------------------ */
