@@ -468,6 +468,29 @@ static inline int64_t e2e_wait_converged(e2e *e, int timeout_ms) {
   return wt_now_ms() - t0;
 }
 
+/* Waits until the order service's GET /customers/{id} shows `version` (and `status`
+ * when not NULL); returns the wait in ms or fails after timeout_ms. */
+static inline int64_t e2e_wait_view(e2e *e, const char *id, long long version,
+                                    const char *status, int timeout_ms) {
+  int64_t t0 = wt_now_ms();
+  char path[160];
+  snprintf(path, sizeof path, "/customers/%s", id);
+  for (;;) {
+    e2e_resp r = e2e_json("GET", e->order.url, path, NULL, NULL);
+    bool ok = r.status == 200 && e2e_int(r.json, "version") == version &&
+              (!status || strcmp(e2e_str(r.json, "status"), status) == 0);
+    e2e_resp_free(&r);
+    if (ok)
+      return wt_now_ms() - t0;
+    if (wt_now_ms() - t0 > timeout_ms) {
+      dk_tail(e->order.log_path, 20);
+      fail_msg("view of %s did not reach version %lld %s within %d ms", id, version,
+               status ? status : "", timeout_ms);
+    }
+    usleep(5000);
+  }
+}
+
 /* ---- SQL on the services' databases ----------------------------------------------- */
 
 static inline long long e2e_scalar(const char *db_url, const char *fmt, ...) WR_PRINTF(2, 3);
