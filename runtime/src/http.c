@@ -77,6 +77,8 @@ struct wr_http_server {
   size_t token_len;
   wr_metrics *metrics;
   unsigned port;
+  int inflight;  /* requests between the URI callback and the completed callback */
+  int stopping;  /* wr_http_server_stop has begun: answers carry Connection: close */
 };
 
 typedef struct kv {
@@ -971,6 +973,9 @@ static void finish(wr_http_req *r) {
 static enum MHD_Result queue(wr_http_req *r) {
   if (!r->resp)
     return MHD_NO; /* not even a 500 could be built (out of memory): drop the connection */
+  /* while stopping, keep-alive clients are told to go: no new request on this connection */
+  if (__atomic_load_n(&r->srv->stopping, __ATOMIC_ACQUIRE))
+    MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result q = MHD_queue_response(r->conn, r->status, r->resp);
   MHD_destroy_response(r->resp);
   r->resp = NULL;
@@ -982,7 +987,11 @@ static enum MHD_Result queue(wr_http_req *r) {
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   (void)c;
-  return req_new(cls, uri);
+  wr_http_server *s = cls;
+  wr_http_req *r = req_new(s, uri);
+  if (r)
+    __atomic_add_fetch(&s->inflight, 1, __ATOMIC_ACQ_REL);
+  return r;
 }
 
 /* Identity: keep the target raw, we decode it ourselves (see the top of the file). */
@@ -1049,6 +1058,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **cc,
   *cc = NULL;
   if (!r)
     return;
+  __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_ACQ_REL);
   if (r->queued) {
     double secs = (double)(wr_mono_ns() - r->start_ns) / 1e9;
     const char *m = method_label(r->method);
@@ -1243,7 +1253,8 @@ int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err 
     return rc;
   }
 
-  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+  /* ITC: MHD_quiesce_daemon (graceful stop) needs it with internal threads */
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
   if (ss.ss_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   struct MHD_OptionItem pool[] = {
@@ -1271,9 +1282,22 @@ int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err 
   return 0;
 }
 
+/* Graceful: the listening socket is closed first (new clients are refused), requests
+ * already received or being received are answered (their responses say Connection:
+ * close), and only then does MHD_stop_daemon close what is left (idle keep-alive
+ * connections). MHD_stop_daemon alone would close connections whose handler has
+ * finished but whose answer is not sent yet. The wait is bounded by the request
+ * timeout. */
 void wr_http_server_stop(wr_http_server *s) {
   if (!s)
     return;
+  __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+  MHD_socket l = MHD_quiesce_daemon(s->d);
+  if (l != MHD_INVALID_SOCKET)
+    close(l);
+  int64_t end = wr_mono_ns() + s->request_timeout_ns;
+  while (__atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE) > 0 && wr_mono_ns() < end)
+    usleep(10000);
   MHD_stop_daemon(s->d);
   routes_free(s->routes, s->n_routes);
   free(s->token);
