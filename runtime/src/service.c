@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <warren/conn.h>
 #include <warren/log.h>
 #include <warren/service.h>
 #include <warren/util.h>
@@ -382,6 +383,36 @@ int wr_service_std_apply(wr_service_std *s, const char *service, wr_err *err) {
     rc = wr_option_uint("max-body", s->max_body_s, 1024, 64u << 20, &s->max_body, err);
   if (rc)
     return rc;
+  /* Malformed URLs are configuration errors: found here, before anything connects
+   * (a bad broker URL would otherwise surface only after the database migrations).
+   * wr_conn_new parses every URL of the list without connecting and never echoes a
+   * URL; libpq's parser message could quote the URL, so it is not shown. */
+  if (s->amqp_url) {
+    wr_conn_opts co = WR_CONN_OPTS_INIT;
+    co.urls = s->amqp_url;
+    co.cacert = s->amqp_cacert;
+    wr_conn *probe = NULL;
+    wr_err why = {0};
+    rc = wr_conn_new(&co, &probe, &why);
+    wr_conn_free(probe);
+    if (rc == WR_ENOMEM)
+      return wr_err_set(err, rc, "out of memory");
+    if (rc)
+      return wr_err_set(err, WR_EINVAL,
+                        "WARREN_AMQP_URL / --amqp-url (CA file: WARREN_AMQP_CACERT / "
+                        "--amqp-cacert): %s",
+                        why.msg);
+  }
+  if (s->database_url) {
+    char *pqerr = NULL;
+    PQconninfoOption *o = PQconninfoParse(s->database_url, &pqerr);
+    PQfreemem(pqerr);
+    if (!o)
+      return wr_err_set(err, WR_EINVAL,
+                        "WARREN_DATABASE_URL / --database-url is not a valid PostgreSQL URL or "
+                        "connection string (value not shown: it may hold a password)");
+    PQconninfoFree(o);
+  }
   wr_log_set_service(service);
   wr_log_configure(NULL, NULL, level);
   char host[64] = "localhost";

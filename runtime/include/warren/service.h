@@ -67,9 +67,11 @@ typedef struct wr_service_std {
 WR_EXPORT void wr_service_std_options(wr_service_std *s, const char *db_what,
                                       const char *default_addr, wr_option *out);
 
-/* After wr_options_parse: checks the numeric options, configures logging (service
- * name on every line, level) and fills the instance id. Returns 0 or WR_EINVAL naming
- * the option. */
+/* After wr_options_parse: checks the numeric options and the syntax of the broker
+ * URL list (with its CA file for amqps://) and of the database URL, without
+ * connecting; configures logging (service name on every line, level) and fills the
+ * instance id. Returns 0, WR_EINVAL naming the option (never quoting a URL: they hold
+ * passwords), or WR_ENOMEM. */
 WR_EXPORT int wr_service_std_apply(wr_service_std *s, const char *service, wr_err *err);
 
 /* HTTP options from the standard ones (address, threads, body limit, admin token). */
