@@ -22,8 +22,7 @@ static void put_lines(cg_emitter *e, const char *text, size_t len) {
   }
 }
 
-CG_PRINTF(2, 0) static void vemit(cg_emitter *e, const char *fmt,
-                                                         va_list ap) {
+CG_PRINTF(2, 0) static void vemit(cg_emitter *e, const char *fmt, va_list ap) {
   cg_buf tmp = {0};
   cg_buf_vprintf(&tmp, fmt, ap);
   put_lines(e, tmp.len ? tmp.data : "", tmp.len);
