@@ -142,8 +142,10 @@ static inline unsigned e2e_logged_port(dk_proc *p, int timeout_ms) {
   }
 }
 
+/* <log dir>/<test>-<pid>-<n>-<svc>.log: one file per process started. */
 static inline void e2e_log_path(const e2e *e, const char *svc, char *out, size_t outsz) {
-  snprintf(out, outsz, "%s/%s-%s-%d.log", e->log_dir, e->name, svc, (int)getpid());
+  static int seq;
+  snprintf(out, outsz, "%s/%s-%d-%02d-%s.log", e->log_dir, e->name, (int)getpid(), ++seq, svc);
 }
 
 /* Starts a service with the test's URLs plus `extra` (NULL-terminated, may override),
