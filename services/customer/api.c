@@ -1,5 +1,6 @@
 /* api.c: the customer service's REST API. Every change writes the row and its event
  * in one transaction (the outbox); the relay publishes after the commit. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,7 +199,10 @@ static int if_match(wr_http_req *req, uint64_t *version) {
   for (size_t i = 0; i < len; i++)
     if (buf[i] < '0' || buf[i] > '9')
       goto bad;
+  errno = 0;
   *version = strtoull(buf, NULL, 10);
+  if (errno == ERANGE) /* beyond any version: malformed, not a conflict */
+    goto bad;
   return 1;
 bad:
   wr_http_reply_error(req, 400, "invalid_header", "If-Match must be \"<version>\"");
