@@ -51,12 +51,15 @@ static void usage(FILE *f) {
 
 static int die(int code, const char *fmt, ...) WR_PRINTF(2, 3);
 static int die(int code, const char *fmt, ...) {
+  /* Messages may echo arguments, and an argument may be a URL with a password (given
+   * in the wrong place): redact whatever is printed. */
+  char msg[2048], shown[2048];
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "warren: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  wr_redact_url(msg, shown, sizeof shown);
+  fprintf(stderr, "warren: %s\n", shown);
   return code;
 }
 
