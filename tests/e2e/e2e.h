@@ -638,6 +638,21 @@ static inline double e2e_metric(const dk_proc *p, const char *series) {
   return v;
 }
 
+/* Waits until a sample reaches at least `min` (counters are bumped after the work they
+ * count is committed, which may be after its effect is visible elsewhere). Returns the
+ * value; fails after timeout_ms. */
+static inline double e2e_wait_metric(const dk_proc *p, const char *series, double min,
+                                     int timeout_ms) {
+  for (int64_t end = wt_now_ms() + timeout_ms;;) {
+    double v = 0;
+    if (dk_metric(p->url, series, &v, NULL) == 0 && v >= min)
+      return v;
+    if (wt_now_ms() > end)
+      fail_msg("%s: %s stayed below %g for %d ms (last %g)", p->name, series, min, timeout_ms, v);
+    usleep(20000);
+  }
+}
+
 /* ---- cmocka glue -------------------------------------------------------------------- */
 
 /* Runs a test group with a fresh e2e per test (state). */

@@ -345,9 +345,10 @@ static void health_and_metrics(void **state) {
   const char *q = "{queue=\"" E2E_QUEUE "\"";
   char series[256];
   snprintf(series, sizeof series, "warren_events_consumed_total%s,result=\"applied\"}", q);
-  assert_true(e2e_metric(&e->order, series) >= 10);
+  /* counted right after the commit that made the rows visible: wait, do not race */
+  e2e_wait_metric(&e->order, series, 10, 30000);
   snprintf(series, sizeof series, "warren_sync_latency_seconds_count%s}", q);
-  assert_true(e2e_metric(&e->order, series) >= 10);
+  e2e_wait_metric(&e->order, series, 10, 30000);
   snprintf(series, sizeof series, "warren_consumer_lag_messages%s}", q);
   assert_true(e2e_metric(&e->order, series) >= 0);
   assert_true(e2e_metric(&e->order, "order_catchup_items_total") >= 0);
