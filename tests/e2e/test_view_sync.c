@@ -228,6 +228,13 @@ static void catchup_from_empty(void **state) {
   assert_int_equal(e2e_stop(&e->order), 0);
   churn_start(w, th, 4, e, ids, 50, NULL);
   churn_join(w, th, 4);
+  /* the relay publishes after the commits: let it finish before counting the queue */
+  for (int64_t end = wt_now_ms() + 30000;
+       e2e_scalar(e->customer_db, "SELECT count(*) FROM warren_outbox") > 0;) {
+    if (wt_now_ms() > end)
+      fail_msg("the customer outbox did not drain");
+    usleep(20000);
+  }
   long queued = e2e_depth(e, E2E_QUEUE);
   wt_db_drop(e->order_db);
   PGconn *adm = wt_pg_connect(wt_require("WARREN_PG_URL"));
