@@ -659,7 +659,10 @@ static int consumer_start(wr_conn *c, consumer *k, wr_err *err) {
   amqp_basic_consume_t m;
   memset(&m, 0, sizeof m);
   m.queue = cbytes(k->queue);
-  m.consumer_tag = amqp_empty_bytes;
+  /* The tag is the queue name (one consumer per queue on a wr_conn), so a delivery
+   * names the queue it came from: a consumer of several queues (partitions) needs it,
+   * and it stays readable for deliveries buffered before a cancel. */
+  m.consumer_tag = cbytes(k->queue);
   m.no_local = 0;
   m.no_ack = 0;
   m.exclusive = k->exclusive;
@@ -1436,6 +1439,27 @@ int wr_conn_bind_queue(wr_conn *c, const char *queue, const char *exchange,
                true, err);
 }
 
+int wr_conn_bind_exchange(wr_conn *c, const char *destination, const char *source,
+                          const char *routing_key, amqp_table_t arguments, wr_err *err) {
+  if (!c || !destination || !*destination || !name_ok(destination) || !source || !*source ||
+      !name_ok(source) || !name_ok(routing_key ? routing_key : ""))
+    return wr_err_set(err, WR_EINVAL,
+                      "bind exchange: destination and source required (1..255 bytes)");
+  NEED_OPEN(c, err);
+  amqp_exchange_bind_t m;
+  memset(&m, 0, sizeof m);
+  m.destination = cbytes(destination);
+  m.source = cbytes(source);
+  m.routing_key = cbytes(routing_key);
+  m.arguments = arguments;
+  char what[800];
+  snprintf(what, sizeof what, "bind exchange '%s' to exchange '%s' with key '%s'", destination,
+           source, routing_key ? routing_key : "");
+  return check(c, MAIN,
+               rpc(c, MAIN, AMQP_EXCHANGE_BIND_METHOD, AMQP_EXCHANGE_BIND_OK_METHOD, &m), what,
+               true, err);
+}
+
 int wr_conn_delete_queue(wr_conn *c, const char *queue, wr_err *err) {
   if (!c || !queue || !*queue || !name_ok(queue))
     return wr_err_set(err, WR_EINVAL, "delete queue: name required (1..255 bytes)");
@@ -1699,6 +1723,36 @@ int wr_conn_consume(wr_conn *c, const char *queue, uint16_t prefetch, bool exclu
   }
   c->consumers[c->n_consumers++] = k;
   return 0;
+}
+
+int wr_conn_cancel(wr_conn *c, const char *queue, wr_err *err) {
+  if (!c || !queue)
+    return wr_err_set(err, WR_EINVAL, "cancel: queue name required");
+  size_t i;
+  for (i = 0; i < c->n_consumers; i++)
+    if (strcmp(c->consumers[i]->queue, queue) == 0)
+      break;
+  if (i == c->n_consumers)
+    return wr_err_set(err, WR_ENOTFOUND, "cancel: queue '%s' is not consumed", queue);
+  consumer *k = c->consumers[i];
+  bool active = c->open && k->active;
+  char tag[sizeof k->tag];
+  memcpy(tag, k->tag, sizeof tag);
+  /* Forgotten first: whatever happens on the wire, it is not restarted later. */
+  consumer_remove(c, i);
+  if (!active)
+    return 0;
+  amqp_basic_cancel_t m;
+  memset(&m, 0, sizeof m);
+  m.consumer_tag = amqp_cstring_bytes(tag);
+  m.nowait = 0;
+  char what[320];
+  snprintf(what, sizeof what, "basic.cancel on queue '%s'", queue);
+  /* Deliveries that arrive before the cancel-ok are queued by rabbitmq-c and buffered
+   * by the next read as usual. A channel close here reopens the channel (which ends
+   * the consumer anyway). */
+  return check(c, MAIN, rpc(c, MAIN, AMQP_BASIC_CANCEL_METHOD, AMQP_BASIC_CANCEL_OK_METHOD, &m),
+               what, true, err);
 }
 
 int wr_conn_next_delivery(wr_conn *c, unsigned timeout_ms, amqp_envelope_t *env, wr_err *err) {

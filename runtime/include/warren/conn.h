@@ -156,6 +156,12 @@ WR_EXPORT int wr_conn_declare_queue(wr_conn *c, const wr_queue_decl *d, bool pas
                                     wr_err *err);
 WR_EXPORT int wr_conn_bind_queue(wr_conn *c, const char *queue, const char *exchange,
                                  const char *routing_key, amqp_table_t arguments, wr_err *err);
+/* Exchange-to-exchange binding: messages routed by source with routing_key also go
+ * to destination (which routes them again by its own type). Same failure rules as
+ * wr_conn_bind_queue (404 for a missing exchange). */
+WR_EXPORT int wr_conn_bind_exchange(wr_conn *c, const char *destination, const char *source,
+                                    const char *routing_key, amqp_table_t arguments,
+                                    wr_err *err);
 WR_EXPORT int wr_conn_delete_queue(wr_conn *c, const char *queue, wr_err *err);
 WR_EXPORT int wr_conn_purge_queue(wr_conn *c, const char *queue, uint32_t *purged, wr_err *err);
 
@@ -224,6 +230,18 @@ WR_EXPORT size_t wr_conn_unconfirmed(const wr_conn *c);
  * nothing recorded), WR_EAUTH (403, e.g. exclusive use), WR_EAMQP, WR_ECLOSED. */
 WR_EXPORT int wr_conn_consume(wr_conn *c, const char *queue, uint16_t prefetch,
                               bool exclusive, amqp_table_t arguments, wr_err *err);
+/* The consumer tag of a consumer started by wr_conn_consume is its queue name, so
+ * env->consumer_tag of a delivery names the queue it came from (also for deliveries
+ * still buffered after a wr_conn_cancel). */
+
+/* basic.cancel of the consumer on queue (waiting for cancel-ok) and forgets it: later
+ * reconnects do not restart it, and wr_conn_consume may start it again (with other
+ * settings too). Deliveries it received before the cancel-ok stay buffered for
+ * wr_conn_next_delivery and can still be acked. Without an open connection only the
+ * record is dropped. Returns 0, WR_ENOTFOUND (queue not consumed on c), WR_EINVAL,
+ * or a connection/channel failure (the consumer is forgotten in every case; a channel
+ * close has reopened channel 1 without it). */
+WR_EXPORT int wr_conn_cancel(wr_conn *c, const char *queue, wr_err *err);
 
 /* Waits up to timeout_ms for the next delivery. On 0, *env is filled and owned by the
  * caller: release it with amqp_destroy_envelope(); env->delivery_tag is warren's (see
