@@ -21,8 +21,10 @@ typedef struct decl {
   decl_kind kind;
   char *name;     /* exchange or queue; binding: queue */
   char *type;     /* exchange type */
-  char *exchange; /* binding */
+  char *hash_header; /* exchange: x-consistent-hash hash-header, or NULL */
+  char *exchange; /* binding: the source exchange */
   char *rk;       /* binding */
+  bool to_exchange; /* binding: name is a destination exchange, not a queue */
   wr_queue_args a;/* queue; strings owned */
 } decl;
 
@@ -47,6 +49,7 @@ int wr_topology_new(wr_topology **out) {
 static void decl_clear(decl *d) {
   free(d->name);
   free(d->type);
+  free(d->hash_header);
   free(d->exchange);
   free(d->rk);
   free((char *)d->a.dead_letter_exchange);
@@ -157,12 +160,12 @@ static decl *find(const wr_topology *t, decl_kind kind, const char *name) {
   return NULL;
 }
 
-static decl *find_bind(const wr_topology *t, const char *queue, const char *exchange,
-                       const char *rk) {
+static decl *find_bind(const wr_topology *t, bool to_exchange, const char *queue,
+                       const char *exchange, const char *rk) {
   for (size_t i = 0; i < t->n; i++) {
     decl *d = &t->v[i];
-    if (d->kind == D_BIND && strcmp(d->name, queue) == 0 && strcmp(d->exchange, exchange) == 0 &&
-        strcmp(d->rk, rk) == 0)
+    if (d->kind == D_BIND && d->to_exchange == to_exchange && strcmp(d->name, queue) == 0 &&
+        strcmp(d->exchange, exchange) == 0 && strcmp(d->rk, rk) == 0)
       return d;
   }
   return NULL;
@@ -170,17 +173,22 @@ static decl *find_bind(const wr_topology *t, const char *queue, const char *exch
 
 /* ---- building ------------------------------------------------------------------ */
 
-static int exchange_check(const wr_topology *t, const char *name, const char *type) {
+static int exchange_check(const wr_topology *t, const char *name, const char *type,
+                          const char *hash_header) {
   if (!t || !valid_name(name, false) || reserved(name) || !type || !known_exchange_type(type))
     return WR_EINVAL;
+  if (hash_header && (strcmp(type, "x-consistent-hash") != 0 || !valid_name(hash_header, false)))
+    return WR_EINVAL;
   decl *d = find(t, D_EXCHANGE, name);
-  if (d && strcmp(d->type, type) != 0)
+  if (d && (strcmp(d->type, type) != 0 || !str_eq_null(d->hash_header, hash_header)))
     return WR_ECONFLICT;
   return 0;
 }
 
-int wr_topology_exchange(wr_topology *t, const char *name, const char *type) {
-  int rc = exchange_check(t, name, type);
+int wr_topology_exchange_args(wr_topology *t, const char *name, const char *type,
+                              const wr_exchange_args *args) {
+  const char *hh = args ? args->hash_header : NULL;
+  int rc = exchange_check(t, name, type, hh);
   if (rc != 0)
     return rc;
   if (find(t, D_EXCHANGE, name))
@@ -191,12 +199,17 @@ int wr_topology_exchange(wr_topology *t, const char *name, const char *type) {
   d->kind = D_EXCHANGE;
   d->name = strdup(name);
   d->type = strdup(type);
-  if (!d->name || !d->type) {
+  d->hash_header = hh ? strdup(hh) : NULL;
+  if (!d->name || !d->type || (hh && !d->hash_header)) {
     decl_clear(d);
     return WR_ENOMEM;
   }
   t->n++;
   return 0;
+}
+
+int wr_topology_exchange(wr_topology *t, const char *name, const char *type) {
+  return wr_topology_exchange_args(t, name, type, NULL);
 }
 
 static int queue_check(const wr_topology *t, const char *name, const wr_queue_args *args) {
@@ -252,19 +265,20 @@ static int bind_check(const wr_topology *t, const char *queue, const char *excha
   return 0;
 }
 
-int wr_topology_bind(wr_topology *t, const char *queue, const char *exchange,
-                     const char *routing_key) {
+static int bind_add(wr_topology *t, bool to_exchange, const char *queue, const char *exchange,
+                    const char *routing_key) {
   int rc = bind_check(t, queue, exchange, routing_key);
   if (rc != 0)
     return rc;
   if (!routing_key)
     routing_key = "";
-  if (find_bind(t, queue, exchange, routing_key))
+  if (find_bind(t, to_exchange, queue, exchange, routing_key))
     return 0;
   decl *d = push(t);
   if (!d)
     return WR_ENOMEM;
   d->kind = D_BIND;
+  d->to_exchange = to_exchange;
   d->name = strdup(queue);
   d->exchange = strdup(exchange);
   d->rk = strdup(routing_key);
@@ -274,6 +288,16 @@ int wr_topology_bind(wr_topology *t, const char *queue, const char *exchange,
   }
   t->n++;
   return 0;
+}
+
+int wr_topology_bind(wr_topology *t, const char *queue, const char *exchange,
+                     const char *routing_key) {
+  return bind_add(t, false, queue, exchange, routing_key);
+}
+
+int wr_topology_bind_exchange(wr_topology *t, const char *destination, const char *source,
+                              const char *routing_key) {
+  return bind_add(t, true, destination, source, routing_key);
 }
 
 void wr_topology_dlx_name(const char *queue, char *out, size_t outsz) {
@@ -289,6 +313,21 @@ void wr_topology_dlq_name(const char *queue, char *out, size_t outsz) {
 void wr_topology_retry_name(const char *queue, unsigned tier, char *out, size_t outsz) {
   if (out && outsz)
     snprintf(out, outsz, "%s.retry.%u", queue ? queue : "", tier);
+}
+
+void wr_topology_partition_name(const char *queue, unsigned k, char *out, size_t outsz) {
+  if (out && outsz)
+    snprintf(out, outsz, "%s.p%u", queue ? queue : "", k);
+}
+
+void wr_topology_partition_exchange_name(const char *queue, char *out, size_t outsz) {
+  if (out && outsz)
+    snprintf(out, outsz, "%s.partitions", queue ? queue : "");
+}
+
+void wr_topology_members_name(const char *queue, char *out, size_t outsz) {
+  if (out && outsz)
+    snprintf(out, outsz, "%s.members", queue ? queue : "");
 }
 
 /* The declarations of the consumer layout, computed once so they can be checked as a
@@ -349,7 +388,7 @@ int wr_topology_consumer_queue(wr_topology *t, const wr_consumer_queue *q) {
   int rc = layout_make(q, l);
   /* check everything first: nothing is added when anything conflicts */
   if (rc == 0)
-    rc = exchange_check(t, l->dlx, "direct");
+    rc = exchange_check(t, l->dlx, "direct", NULL);
   if (rc == 0)
     rc = queue_check(t, l->dlq, &l->dlq_args);
   if (rc == 0)
@@ -372,6 +411,102 @@ int wr_topology_consumer_queue(wr_topology *t, const wr_consumer_queue *q) {
   for (size_t i = 0; rc == 0 && i < q->n_retry_delays; i++)
     rc = wr_topology_queue(t, l->retry[i], &l->retry_args[i]);
   free(l);
+  return rc;
+}
+
+/* ---- the partitioned layout ------------------------------------------------------ */
+
+/* Built on the consumer layout (DLX, DLQ, retry tiers), whose work queue becomes the
+ * partitions and whose retry tiers dead-letter into the hash exchange instead of the
+ * default exchange. */
+typedef struct playout {
+  layout base;
+  char xname[MAX_NAME + 1], members[MAX_NAME + 1];
+  wr_queue_args part_args, members_args;
+  char (*part)[MAX_NAME + 1];
+  unsigned n;
+} playout;
+
+static int playout_make(const wr_partitioned_queue *q, playout *p) {
+  if (!q || q->partitions == 0 || q->partitions > WR_PARTITIONS_MAX)
+    return WR_EINVAL;
+  wr_consumer_queue cq = {.queue = q->queue, .type = q->type, .retry_delays_ms = q->retry_delays_ms,
+                          .n_retry_delays = q->n_retry_delays, .delivery_limit = q->delivery_limit};
+  int rc = layout_make(&cq, &p->base);
+  if (rc != 0)
+    return rc;
+  char longest[MAX_NAME + 64];
+  wr_topology_partition_exchange_name(q->queue, longest, sizeof longest);
+  if (strlen(longest) > MAX_NAME)
+    return WR_EINVAL;
+  wr_topology_partition_name(q->queue, q->partitions - 1, longest, sizeof longest);
+  if (strlen(longest) > MAX_NAME)
+    return WR_EINVAL;
+  wr_topology_partition_exchange_name(q->queue, p->xname, sizeof p->xname);
+  wr_topology_members_name(q->queue, p->members, sizeof p->members);
+  p->part_args = p->base.work_args;
+  p->part_args.single_active_consumer = true;
+  memset(&p->members_args, 0, sizeof p->members_args);
+  p->members_args.type = q->type;
+  for (size_t i = 0; i < q->n_retry_delays; i++) {
+    p->base.retry_args[i].dead_letter_exchange = p->xname;
+    p->base.retry_args[i].dead_letter_routing_key = q->queue;
+  }
+  p->n = q->partitions;
+  p->part = malloc((size_t)p->n * sizeof *p->part);
+  if (!p->part)
+    return WR_ENOMEM;
+  for (unsigned k = 0; k < p->n; k++)
+    wr_topology_partition_name(q->queue, k, p->part[k], sizeof p->part[k]);
+  return 0;
+}
+
+int wr_topology_partitioned_queue(wr_topology *t, const wr_partitioned_queue *q) {
+  if (!t)
+    return WR_EINVAL;
+  playout *p = calloc(1, sizeof *p);
+  if (!p)
+    return WR_ENOMEM;
+  const wr_exchange_args xa = {.hash_header = WR_PARTITION_HASH_HEADER};
+  layout *l = &p->base;
+  int rc = playout_make(q, p);
+  /* check everything first: nothing is added when anything conflicts */
+  if (rc == 0)
+    rc = exchange_check(t, l->dlx, "direct", NULL);
+  if (rc == 0)
+    rc = queue_check(t, l->dlq, &l->dlq_args);
+  if (rc == 0)
+    rc = bind_check(t, l->dlq, l->dlx, q->queue);
+  if (rc == 0)
+    rc = exchange_check(t, p->xname, "x-consistent-hash", xa.hash_header);
+  for (unsigned k = 0; rc == 0 && k < p->n; k++)
+    rc = queue_check(t, p->part[k], &p->part_args);
+  for (size_t i = 0; rc == 0 && i < q->n_retry_delays; i++)
+    rc = queue_check(t, l->retry[i], &l->retry_args[i]);
+  if (rc == 0)
+    rc = queue_check(t, p->members, &p->members_args);
+  /* Order: dead-letter targets first (DLX -> DLQ for the partitions, the hash exchange
+   * for the retry tiers). */
+  if (rc == 0)
+    rc = wr_topology_exchange(t, l->dlx, "direct");
+  if (rc == 0)
+    rc = wr_topology_queue(t, l->dlq, &l->dlq_args);
+  if (rc == 0)
+    rc = wr_topology_bind(t, l->dlq, l->dlx, q->queue);
+  if (rc == 0)
+    rc = wr_topology_exchange_args(t, p->xname, "x-consistent-hash", &xa);
+  for (unsigned k = 0; rc == 0 && k < p->n; k++) {
+    rc = wr_topology_queue(t, p->part[k], &p->part_args);
+    /* binding key = the partition's weight on the hash ring: all equal */
+    if (rc == 0)
+      rc = wr_topology_bind(t, p->part[k], p->xname, "1");
+  }
+  for (size_t i = 0; rc == 0 && i < q->n_retry_delays; i++)
+    rc = wr_topology_queue(t, l->retry[i], &l->retry_args[i]);
+  if (rc == 0)
+    rc = wr_topology_queue(t, p->members, &p->members_args);
+  free(p->part);
+  free(p);
   return rc;
 }
 
@@ -495,6 +630,10 @@ static void render_decl(sbuf *b, const decl *d) {
     sb_put(b, " ");
     sb_put(b, d->type);
     sb_put(b, " durable");
+    if (d->hash_header) {
+      sb_put(b, " hash-header=");
+      sb_token(b, d->hash_header);
+    }
     break;
   case D_QUEUE: {
     sb_put(b, "queue ");
@@ -520,7 +659,7 @@ static void render_decl(sbuf *b, const decl *d) {
     break;
   }
   case D_BIND:
-    sb_put(b, "bind ");
+    sb_put(b, d->to_exchange ? "bind-exchange " : "bind ");
     sb_token(b, d->name);
     sb_put(b, " <- ");
     sb_token(b, d->exchange);
@@ -551,8 +690,15 @@ char *wr_topology_render(const wr_topology *t) {
 static int declare_one(const decl *d, wr_conn *c, wr_err *err) {
   switch (d->kind) {
   case D_EXCHANGE: {
+    amqp_table_entry_t e[1];
     wr_exchange_decl x = {.name = d->name, .type = d->type, .durable = true,
                           .arguments = amqp_empty_table};
+    if (d->hash_header) {
+      e[0].key = amqp_cstring_bytes("hash-header");
+      e[0].value.kind = AMQP_FIELD_KIND_UTF8;
+      e[0].value.value.bytes = amqp_cstring_bytes(d->hash_header);
+      x.arguments = (amqp_table_t){1, e};
+    }
     return wr_conn_declare_exchange(c, &x, err);
   }
   case D_QUEUE: {
@@ -578,6 +724,8 @@ static int declare_one(const decl *d, wr_conn *c, wr_err *err) {
     return wr_conn_declare_queue(c, &q, false, NULL, NULL, err);
   }
   case D_BIND:
+    if (d->to_exchange)
+      return wr_conn_bind_exchange(c, d->name, d->exchange, d->rk, amqp_empty_table, err);
     return wr_conn_bind_queue(c, d->name, d->exchange, d->rk, amqp_empty_table, err);
   }
   return WR_EINVAL;

@@ -37,6 +37,19 @@ WR_EXPORT void wr_topology_free(wr_topology *t); /* NULL allowed */
  * are copied. Returns 0, WR_EINVAL, WR_ECONFLICT, WR_ENOMEM. */
 WR_EXPORT int wr_topology_exchange(wr_topology *t, const char *name, const char *type);
 
+/* Exchange arguments understood by the builder; zero/NULL means "not set". */
+typedef struct wr_exchange_args {
+  const char *hash_header; /* x-consistent-hash only: hash the value of this message
+                              header instead of the routing key ("hash-header") */
+} wr_exchange_args;
+
+/* wr_topology_exchange with arguments (args may be NULL: none). The same name twice
+ * is a no-op if type and arguments are equal, else WR_ECONFLICT. WR_EINVAL for a
+ * hash_header on another type than x-consistent-hash, or one that is not a valid
+ * name (1..255 bytes, no control characters). Strings are copied. */
+WR_EXPORT int wr_topology_exchange_args(wr_topology *t, const char *name, const char *type,
+                                        const wr_exchange_args *args);
+
 /* Queue arguments understood by the builder; zero/NULL means "not set". */
 typedef struct wr_queue_args {
   wr_queue_type type;
@@ -67,6 +80,13 @@ WR_EXPORT int wr_topology_queue(wr_topology *t, const char *name, const wr_queue
 WR_EXPORT int wr_topology_bind(wr_topology *t, const char *queue, const char *exchange,
                                const char *routing_key);
 
+/* Adds an exchange-to-exchange binding: what `source` routes with routing_key also
+ * goes to exchange `destination` (duplicates are no-ops; routing_key NULL = ""). Both
+ * exchanges must be declared earlier in the list or exist on the broker. Returns 0,
+ * WR_EINVAL, WR_ENOMEM. */
+WR_EXPORT int wr_topology_bind_exchange(wr_topology *t, const char *destination,
+                                        const char *source, const char *routing_key);
+
 /* The standard consumer-group layout for `queue` with retry tiers, added in this
  * (declaration) order, every dead-letter target before the queue that dead-letters
  * into it:
@@ -92,10 +112,48 @@ typedef struct wr_consumer_queue {
 } wr_consumer_queue;
 WR_EXPORT int wr_topology_consumer_queue(wr_topology *t, const wr_consumer_queue *q);
 
+/* The partitioned consumer-group layout for group `queue`: events of one aggregate go
+ * to one of n partition queues (consistent hash of the x-aggregate-id header that the
+ * relay sets), and each partition queue has a single active consumer, so the events
+ * of an aggregate are processed one at a time and in order while partitions are
+ * processed in parallel by the instances of the group. Added in this (declaration)
+ * order:
+ *   exchange <queue>.dlx (direct)
+ *   queue <queue>.dlq, bind <queue>.dlq <- <queue>.dlx [<queue>]  (one DLQ, shared)
+ *   exchange <queue>.partitions (x-consistent-hash, hash-header=x-aggregate-id)
+ *   queue <queue>.p<k> for k = 0..n-1 (type, DLX <queue>.dlx with routing key
+ *     <queue>, delivery limit, x-single-active-consumer), each bound to
+ *     <queue>.partitions with weight "1"
+ *   queue <queue>.retry.<n> (x-message-ttl, DLX <queue>.partitions: a message comes
+ *     back to the partition of its aggregate)
+ *   queue <queue>.members (same type, no arguments, never holds messages): every
+ *     instance of the group consumes it, so its consumer count is the number of live
+ *     instances (the consumer uses it to spread partitions evenly)
+ * Quorum queues get at-least-once dead-lettering as in wr_topology_consumer_queue.
+ * The domain exchanges are bound to <queue>.partitions (wr_topology_bind_exchange) by
+ * the caller. A message without the hash header is routed too (all of them to the
+ * same partition). All or nothing: WR_EINVAL (empty/long names, partitions outside
+ * 1..WR_PARTITIONS_MAX, a zero delay, more than 100 tiers), WR_ECONFLICT, WR_ENOMEM. */
+#define WR_PARTITIONS_MAX 1024
+#define WR_PARTITION_HASH_HEADER "x-aggregate-id"
+typedef struct wr_partitioned_queue {
+  const char *queue;        /* group name */
+  unsigned partitions;      /* n, 1..WR_PARTITIONS_MAX */
+  wr_queue_type type;
+  const unsigned *retry_delays_ms;
+  size_t n_retry_delays;
+  unsigned delivery_limit;  /* quorum only; 0 = none */
+} wr_partitioned_queue;
+WR_EXPORT int wr_topology_partitioned_queue(wr_topology *t, const wr_partitioned_queue *q);
+
 /* Names derived from a work queue, written into out (truncated to outsz). */
 WR_EXPORT void wr_topology_dlx_name(const char *queue, char *out, size_t outsz);
 WR_EXPORT void wr_topology_dlq_name(const char *queue, char *out, size_t outsz);
 WR_EXPORT void wr_topology_retry_name(const char *queue, unsigned tier, char *out, size_t outsz);
+/* Partitioned layout: <queue>.p<k>, <queue>.partitions, <queue>.members. */
+WR_EXPORT void wr_topology_partition_name(const char *queue, unsigned k, char *out, size_t outsz);
+WR_EXPORT void wr_topology_partition_exchange_name(const char *queue, char *out, size_t outsz);
+WR_EXPORT void wr_topology_members_name(const char *queue, char *out, size_t outsz);
 
 /* Declares everything, in order, on c's channel 1 (idempotent: declaring twice is
  * fine). Returns 0 or the first failure (e.g. WR_EAMQP with err->amqp_reply 406
@@ -111,6 +169,8 @@ WR_EXPORT int wr_topology_declare(const wr_topology *t, wr_conn *c, wr_err *err)
  *   exchange customer.events topic durable
  *   queue order.customer-sync quorum durable x-dead-letter-exchange=... x-delivery-limit=20
  *   bind order.customer-sync <- customer.events [customer.v1.CustomerCreated]
+ *   bind-exchange order.customer-sync.partitions <- customer.events [customer.v1.CustomerCreated]
+ * (an exchange with arguments lists them after "durable", e.g. hash-header=x-aggregate-id)
  * Returns a malloc'd string (caller frees) or NULL on ENOMEM. */
 WR_EXPORT char *wr_topology_render(const wr_topology *t);
 
