@@ -34,6 +34,7 @@
  * lost database keeps the batch in memory, reconnects with backoff and runs the batch
  * again. */
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -66,6 +67,20 @@
 #define MAX_RETRY_TIERS 32
 #define MAX_ATTEMPT_HEADER 1000000
 #define ERR_TEXT_MAX 1000
+/* Replay: how long the probe reads the stream's last chunk to find its end, how long
+ * it waits for one more delivery, and how long a replay may sit without deliveries
+ * before it counts as finished. */
+/* Partitioned: a partition that starts delivering to this instance more than
+ * ACQUIRE_AFTER_MS after it registered on it comes from another instance (handover or
+ * takeover). Before its first batch this instance waits HANDOVER_GRACE_MS, so that
+ * the previous holder can settle what it had already received (a handover leaves it
+ * up to `prefetch` deliveries): events of one aggregate then stay in order across the
+ * change, instead of the older ones being skipped as stale. */
+#define ACQUIRE_AFTER_MS 1000
+#define HANDOVER_GRACE_MS 1000
+#define PROBE_MAX_MS 3000
+#define PROBE_GAP_MS 300
+#define STREAM_IDLE_MS 10000
 
 static const unsigned default_delays_ms[] = {1000, 5000, 30000, 120000};
 
@@ -148,6 +163,7 @@ struct item {
   char event_id[WR_UUID_STRLEN]; /* lowercase */
   char type_name[256];
   unsigned attempt;
+  int64_t offset; /* replay: x-stream-offset of the delivery, -1 if none */
   disp d;
   int code;               /* failure code (retry/DLQ) */
   char err[ERR_TEXT_MAX]; /* failure text (x-warren-error) */
@@ -162,6 +178,16 @@ struct item {
   uint64_t copy_seq;
   wr_msg msg;
 };
+
+enum { SF_WORD, SF_OFFSET, SF_TIMESTAMP };
+
+/* Where a replay starts: "first" | "last" | "next" | an offset | an RFC 3339 timestamp
+ * (whole seconds: the broker's x-stream-offset timestamps have no fraction). */
+typedef struct stream_from {
+  int kind; /* SF_* */
+  char word[8];
+  int64_t value;
+} stream_from;
 
 typedef struct counters {
   uint64_t applied, duplicates, stale, retried, dead_lettered, skipped, batches, fallbacks,
@@ -234,7 +260,31 @@ struct wr_consumer {
 
   wr__consumer_hook_fn hook;
   void *hook_user;
+
+  /* partitioned group */
+  unsigned n_parts;
+  char **parts;        /* <queue>.p<k> */
+  char *members;       /* <queue>.members */
+  bool *part_seen;     /* a delivery came from it since we (re)registered */
+  int64_t *part_reg_ns; /* when we (re)registered on it */
+  bool acquired;       /* a partition came over from another instance */
+  uint64_t parts_gen;  /* connection generation part_seen belongs to */
+  unsigned rebalance_ms;
+  int64_t next_rebalance_ns;
+  uint32_t parts_active; /* atomic: stats */
+  uint64_t handovers;    /* atomic: stats */
+
+  /* replay */
+  char *stream;
+  stream_from from;
+  wr_conn *probe;
+  int64_t stream_done; /* atomic: offset of the last settled message, -1 */
+  int64_t stream_end;  /* atomic: where the run ends, -1 = empty stream */
+  int64_t last_delivery_ns;
+  int finished;        /* atomic */
+  bool stream_failed;
 };
+
 
 enum { R_APPLIED, R_DUPLICATE, R_STALE, R_RETRIED, R_DEAD, R_SKIPPED };
 
@@ -349,6 +399,74 @@ static void free_fields(wr_consumer *c) {
   free(c->keys);
   free(c->txn);
   free(c->pending);
+  for (unsigned k = 0; c->parts && k < c->n_parts; k++)
+    free(c->parts[k]);
+  free(c->parts);
+  free(c->members);
+  free(c->part_seen);
+  free(c->part_reg_ns);
+  free(c->stream);
+}
+
+static int parse_stream_from(const char *from, stream_from *out) {
+  memset(out, 0, sizeof *out);
+  if (!from || strcmp(from, "first") == 0 || strcmp(from, "last") == 0 ||
+      strcmp(from, "next") == 0) {
+    out->kind = SF_WORD;
+    snprintf(out->word, sizeof out->word, "%s", from ? from : "first");
+    return 0;
+  }
+  if (*from >= '0' && *from <= '9' && strlen(from) <= 19 && strspn(from, "0123456789") == strlen(from)) {
+    errno = 0;
+    unsigned long long v = strtoull(from, NULL, 10);
+    if (errno || v > (unsigned long long)INT64_MAX)
+      return WR_EINVAL;
+    out->kind = SF_OFFSET;
+    out->value = (int64_t)v;
+    return 0;
+  }
+  int64_t secs;
+  int32_t nanos;
+  if (wr_rfc3339_parse(from, &secs, &nanos) != 0 || secs < 0)
+    return WR_EINVAL;
+  out->kind = SF_TIMESTAMP;
+  out->value = secs;
+  return 0;
+}
+
+/* Partition and member queue names, replay state. */
+static int setup_modes(wr_consumer *c, const wr_consumer_opts *opts, wr_err *err) {
+  c->stream_done = -1;
+  c->stream_end = -1;
+  c->rebalance_ms = opts->rebalance_interval_ms;
+  if (opts->partitions > 0) {
+    c->n_parts = opts->partitions;
+    c->parts = calloc(c->n_parts, sizeof *c->parts);
+    c->part_seen = calloc(c->n_parts, sizeof *c->part_seen);
+    c->part_reg_ns = calloc(c->n_parts, sizeof *c->part_reg_ns);
+    if (!c->parts || !c->part_seen || !c->part_reg_ns)
+      return wr_err_set(err, WR_ENOMEM, "consumer: out of memory");
+    char name[300];
+    for (unsigned k = 0; k < c->n_parts; k++) {
+      wr_topology_partition_name(c->queue, k, name, sizeof name);
+      if (!(c->parts[k] = strdup(name)))
+        return wr_err_set(err, WR_ENOMEM, "consumer: out of memory");
+    }
+    wr_topology_members_name(c->queue, name, sizeof name);
+    if (!(c->members = strdup(name)))
+      return wr_err_set(err, WR_ENOMEM, "consumer: out of memory");
+  }
+  if (opts->stream) {
+    if (!(c->stream = strdup(opts->stream)))
+      return wr_err_set(err, WR_ENOMEM, "consumer: out of memory");
+    parse_stream_from(opts->stream_from, &c->from); /* validated by the caller */
+    wr_conn_opts po = *opts->amqp;
+    po.connection_name = "warren replay probe";
+    int rc = wr_conn_new(&po, &c->probe, err);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
 }
 
 static void setup_metrics(wr_consumer *c) {
@@ -402,6 +520,21 @@ int wr_consumer_new(const wr_consumer_opts *opts, wr_consumer **out, wr_err *err
     return wr_err_set(err, WR_EINVAL, "consumer: unknown_types policy out of range");
   if (opts->queue_type != WR_QUEUE_QUORUM && opts->queue_type != WR_QUEUE_CLASSIC)
     return wr_err_set(err, WR_EINVAL, "consumer: queue_type out of range");
+  if (opts->partitions > WR_PARTITIONS_MAX)
+    return wr_err_set(err, WR_EINVAL, "consumer: partitions above %d", WR_PARTITIONS_MAX);
+  if (opts->stream) {
+    size_t sl = strlen(opts->stream);
+    bool ctl = false;
+    for (const unsigned char *q = (const unsigned char *)opts->stream; *q; q++)
+      ctl |= *q < 0x20 || *q == 0x7f;
+    if (sl == 0 || sl > 255 || ctl)
+      return wr_err_set(err, WR_EINVAL, "consumer: stream name must be 1..255 bytes");
+    stream_from sf;
+    if (parse_stream_from(opts->stream_from, &sf) != 0)
+      return wr_err_set(err, WR_EINVAL,
+                        "consumer: stream_from must be first, last, next, an offset or an "
+                        "RFC 3339 timestamp");
+  }
 
   wr_consumer *c = calloc(1, sizeof *c);
   if (!c)
@@ -448,6 +581,13 @@ int wr_consumer_new(const wr_consumer_opts *opts, wr_consumer **out, wr_err *err
   c->retention_s = opts->inbox_retention_s;
   c->cleanup_interval_s = opts->inbox_cleanup_interval_s;
   c->metrics = opts->metrics;
+  if ((rc = setup_modes(c, opts, err)) < 0) {
+    wr_conn_free(c->probe);
+    wr_conn_free(c->conn);
+    free_fields(c);
+    free(c);
+    return rc;
+  }
   if (c->metrics)
     setup_metrics(c);
   *out = c;
@@ -499,6 +639,24 @@ int wr_consumer_topology(const wr_consumer *c, wr_topology *t) {
   for (size_t i = 0; i < c->n_handlers; i++)
     if ((rc = wr_topology_exchange(t, type_exchange(c->handlers[i].t), "topic")) < 0)
       return rc;
+  if (c->n_parts > 0) {
+    wr_partitioned_queue pq = {
+        .queue = c->queue,
+        .partitions = c->n_parts,
+        .type = c->queue_type,
+        .retry_delays_ms = c->delays,
+        .n_retry_delays = c->n_delays,
+        .delivery_limit = c->queue_type == WR_QUEUE_QUORUM ? c->delivery_limit : 0};
+    if ((rc = wr_topology_partitioned_queue(t, &pq)) < 0)
+      return rc;
+    char x[300];
+    wr_topology_partition_exchange_name(c->queue, x, sizeof x);
+    for (size_t i = 0; i < c->n_handlers; i++)
+      if ((rc = wr_topology_bind_exchange(t, x, type_exchange(c->handlers[i].t),
+                                          c->handlers[i].t->type)) < 0)
+        return rc;
+    return 0;
+  }
   wr_consumer_queue q = {.queue = c->queue,
                          .type = c->queue_type,
                          .retry_delays_ms = c->delays,
@@ -627,10 +785,49 @@ static void db_ok(wr_consumer *c) {
 
 /* ---- the broker ------------------------------------------------------------------------- */
 
+/* Partitioned: the members queue first (so the others count this instance as soon as
+ * it competes for partitions), then every partition. wr_conn replays them after a
+ * reconnect, which puts this instance at the back of every waiting list. */
+static int consume_partitions(wr_consumer *c, wr_err *err) {
+  int rc = wr_conn_consume(c->conn, c->members, 1, false, amqp_empty_table, err);
+  for (unsigned k = 0; rc == 0 && k < c->n_parts; k++)
+    rc = wr_conn_consume(c->conn, c->parts[k], c->prefetch, false, amqp_empty_table, err);
+  return rc;
+}
+
+/* Replay: consume the stream from where the run stands (the last settled offset + 1
+ * after a reconnect, else the requested start). */
+static int consume_stream(wr_consumer *c, wr_err *err) {
+  amqp_table_entry_t e;
+  e.key = amqp_cstring_bytes("x-stream-offset");
+  int64_t done = __atomic_load_n(&c->stream_done, __ATOMIC_RELAXED);
+  if (done >= 0) {
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = done + 1;
+  } else if (c->from.kind == SF_OFFSET) {
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = c->from.value;
+  } else if (c->from.kind == SF_TIMESTAMP) {
+    e.value.kind = AMQP_FIELD_KIND_TIMESTAMP;
+    e.value.value.u64 = (uint64_t)c->from.value;
+  } else {
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(c->from.word);
+  }
+  amqp_table_t args = {1, &e};
+  return wr_conn_consume(c->conn, c->stream, c->prefetch, false, args, err);
+}
+
 /* Opens (or reopens) the broker connection; the first time also turns on confirms and
  * starts consuming (both replayed by wr_conn after every reconnect). */
 static int amqp_ready(wr_consumer *c, bool consume, bool retry, wr_err *err) {
   int rc;
+  if (!wr_conn_is_open(c->conn) && c->stream && c->consuming) {
+    /* A replay resumes after its last settled offset, not at its original start:
+     * forget the recorded consumer so the reconnect does not restart it as it was. */
+    wr_conn_cancel(c->conn, c->stream, NULL);
+    c->consuming = false;
+  }
   if (!wr_conn_is_open(c->conn)) {
     if (retry && c->amqp_ever_open) {
       rc = wr_conn_reconnect(c->conn, &c->stop, err);
@@ -652,7 +849,12 @@ static int amqp_ready(wr_consumer *c, bool consume, bool retry, wr_err *err) {
     c->confirm_on = true;
   }
   if (consume && !c->consuming) {
-    rc = wr_conn_consume(c->conn, c->queue, c->prefetch, false, amqp_empty_table, err);
+    if (c->stream)
+      rc = consume_stream(c, err);
+    else if (c->n_parts > 0)
+      rc = consume_partitions(c, err);
+    else
+      rc = wr_conn_consume(c->conn, c->queue, c->prefetch, false, amqp_empty_table, err);
     if (rc < 0)
       return rc;
     c->consuming = true;
@@ -700,6 +902,18 @@ static void classify(wr_consumer *c, item *it) {
   const amqp_basic_properties_t *p = &it->env.message.properties;
   const amqp_table_t *hdr = headers_of(&it->env);
   bool fits;
+  it->offset = -1;
+  if (c->stream) {
+    int64_t off;
+    if (hdr && wr_table_get_int(hdr, "x-stream-offset", &off) && off >= 0)
+      it->offset = off;
+    /* Redelivered from an earlier start of this run (a reopened channel restarts the
+     * consumer where it began): already settled, nothing to do. */
+    if (it->offset >= 0 && it->offset <= __atomic_load_n(&c->stream_done, __ATOMIC_RELAXED)) {
+      it->d = D_DUPLICATE;
+      return;
+    }
+  }
   if ((p->_flags & AMQP_BASIC_TYPE_FLAG) && p->type.len > 0) {
     fits = bytes_to_str(p->type, it->type_name, sizeof it->type_name);
   } else if (hdr && wr_table_get(hdr, "x-warren-original-routing-key")) {
@@ -1494,6 +1708,13 @@ static void ack_batch(wr_consumer *c, uint64_t gen) {
     else if (!item_done(it))
       requeue = true;
   }
+  if (requeue && c->stream) {
+    /* A stream does not redeliver: the message would be skipped for good. Stop the
+     * replay where it stands instead (see stream_settle). */
+    c->stream_failed = true;
+    requeue = false;
+    pending = true; /* ack only what is done */
+  }
   if (requeue && wr_conn_is_open(c->conn)) {
     /* Not a hot loop: the messages whose copies failed come back only after a pause,
      * also when the failure closed the channel and the broker requeued them itself
@@ -1536,6 +1757,20 @@ static void ack_batch(wr_consumer *c, uint64_t gen) {
       wr_conn_ack(c->conn, c->items[i].env.delivery_tag, false, &e);
 }
 
+/* Replay: the offset up to which every message of the batch is settled (deliveries
+ * come in offset order). */
+static void stream_settle(wr_consumer *c) {
+  int64_t done = __atomic_load_n(&c->stream_done, __ATOMIC_RELAXED);
+  for (size_t i = 0; i < c->n_items; i++) {
+    const item *it = &c->items[i];
+    if (!item_done(it))
+      break;
+    if (it->offset > done)
+      done = it->offset;
+  }
+  __atomic_store_n(&c->stream_done, done, __ATOMIC_RELAXED);
+}
+
 static void batch_clear(wr_consumer *c) {
   for (size_t i = 0; i < c->n_items; i++) {
     item *it = &c->items[i];
@@ -1562,11 +1797,48 @@ static void process_batch(wr_consumer *c) {
   if (c->hook)
     c->hook(c, WR__CONSUMER_BEFORE_ACK, c->hook_user);
   ack_batch(c, gen);
+  if (c->stream)
+    stream_settle(c);
   batch_clear(c);
 }
 
 /* Fills the batch. Returns the number of deliveries, 0 when none came, or <0 when the
  * connection failed (the batch is then empty: its deliveries come back). */
+/* Partitioned: remembers which partitions deliver to this instance (it is their active
+ * consumer until it cancels or disconnects). The consumer tag is the queue name. */
+static void note_delivery(wr_consumer *c, const amqp_envelope_t *env) {
+  c->last_delivery_ns = wr_mono_ns();
+  if (c->n_parts == 0)
+    return;
+  uint64_t gen = wr_conn_generation(c->conn);
+  int64_t now = c->last_delivery_ns;
+  if (gen != c->parts_gen) {
+    /* a new connection or channel: registered again on every partition */
+    memset(c->part_seen, 0, c->n_parts * sizeof *c->part_seen);
+    for (unsigned k = 0; k < c->n_parts; k++)
+      c->part_reg_ns[k] = now;
+    __atomic_store_n(&c->parts_active, 0, __ATOMIC_RELAXED);
+    c->parts_gen = gen;
+  }
+  size_t ql = strlen(c->queue);
+  const char *tag = env->consumer_tag.bytes;
+  size_t tl = env->consumer_tag.len;
+  if (tl < ql + 3 || memcmp(tag, c->queue, ql) != 0 || tag[ql] != '.' || tag[ql + 1] != 'p')
+    return;
+  unsigned k = 0;
+  for (size_t i = ql + 2; i < tl; i++) {
+    if (tag[i] < '0' || tag[i] > '9' || k > WR_PARTITIONS_MAX)
+      return;
+    k = k * 10 + (unsigned)(tag[i] - '0');
+  }
+  if (k >= c->n_parts || c->part_seen[k])
+    return;
+  c->part_seen[k] = true;
+  if (now - c->part_reg_ns[k] > (int64_t)ACQUIRE_AFTER_MS * 1000000)
+    c->acquired = true;
+  __atomic_fetch_add(&c->parts_active, 1, __ATOMIC_RELAXED);
+}
+
 static int collect(wr_consumer *c) {
   wr_err e;
   wr_err_clear(&e);
@@ -1575,6 +1847,7 @@ static int collect(wr_consumer *c) {
     return 0;
   if (rc < 0)
     return rc;
+  note_delivery(c, &c->items[0].env);
   c->n_items = 1;
   int64_t deadline = wr_mono_ns() + (int64_t)c->batch_wait_ms * 1000000;
   while (c->n_items < c->batch_size) {
@@ -1587,6 +1860,7 @@ static int collect(wr_consumer *c) {
       batch_clear(c);
       return rc;
     }
+    note_delivery(c, &c->items[c->n_items].env);
     c->n_items++;
   }
   return (int)c->n_items;
@@ -1634,12 +1908,122 @@ static void refresh_lag(wr_consumer *c) {
   if (now < c->next_lag_ns)
     return;
   c->next_lag_ns = now + (int64_t)LAG_INTERVAL_MS * 1000000;
-  wr_queue_decl d = {.name = c->queue, .durable = true, .arguments = amqp_empty_table};
-  uint32_t n = 0;
+  if (c->stream)
+    return; /* a stream has no backlog to report */
+  /* Partitioned: the backlog of the whole group (every partition). */
+  unsigned nq = c->n_parts ? c->n_parts : 1;
+  double total = 0;
+  for (unsigned k = 0; k < nq; k++) {
+    wr_queue_decl d = {.name = c->n_parts ? c->parts[k] : c->queue, .durable = true,
+                       .arguments = amqp_empty_table};
+    uint32_t n = 0;
+    wr_err e;
+    wr_err_clear(&e);
+    if (wr_conn_declare_queue(c->conn, &d, true, &n, NULL, &e) != 0)
+      return;
+    total += n;
+  }
+  wr_gauge_set(c->m_lag, total);
+}
+
+/* Partitioned: hands over the partitions this instance holds beyond its share, so
+ * that every instance of the group gets some. The instance count is the consumer
+ * count of <queue>.members (the broker counts live connections, nothing to
+ * maintain). Which partitions an instance holds is known only from its deliveries,
+ * so an idle partition is never handed over: balance matters only under load. A
+ * handed-over partition goes to the instance that has waited longest for it; that
+ * instance hands it on if it then holds more than its share, so the group converges
+ * within a few intervals. Runs between batches. */
+static void rebalance(wr_consumer *c) {
+  if (c->n_parts < 2 || c->rebalance_ms == 0 || c->stream)
+    return;
+  int64_t now = wr_mono_ns();
+  if (now < c->next_rebalance_ns)
+    return;
+  c->next_rebalance_ns = now + (int64_t)c->rebalance_ms * 1000000;
+  if (wr_conn_generation(c->conn) != c->parts_gen)
+    return; /* re-registered since: nothing seen yet on this connection */
+  wr_queue_decl d = {.name = c->members, .durable = true, .arguments = amqp_empty_table};
+  uint32_t instances = 0;
   wr_err e;
   wr_err_clear(&e);
-  if (wr_conn_declare_queue(c->conn, &d, true, &n, NULL, &e) == 0)
-    wr_gauge_set(c->m_lag, (double)n);
+  if (wr_conn_declare_queue(c->conn, &d, true, NULL, &instances, &e) != 0 || instances == 0)
+    return;
+  unsigned share = (c->n_parts + instances - 1) / instances;
+  unsigned held = 0;
+  for (unsigned k = 0; k < c->n_parts; k++)
+    held += c->part_seen[k];
+  if (held <= share)
+    return;
+  unsigned excess = held - share;
+  wr_log_info(NULL,
+              "consumer %s: receiving from %u of %u partitions with %u instances: handing %u "
+              "over",
+              c->queue, held, c->n_parts, instances, excess);
+  /* From the highest index down: instances that hand over at the same time give
+   * away the same partitions first, the low ones stay where they are. */
+  for (unsigned k = c->n_parts; k-- > 0 && excess > 0;) {
+    if (!c->part_seen[k])
+      continue;
+    wr_err_clear(&e);
+    int rc = wr_conn_cancel(c->conn, c->parts[k], &e);
+    if (rc == 0)
+      rc = wr_conn_consume(c->conn, c->parts[k], c->prefetch, false, amqp_empty_table, &e);
+    if (rc != 0) {
+      /* The connection or channel failed: the reconnect registers every partition
+       * again (at the back of the waiting lists). */
+      wr_log_warn(NULL, "consumer %s: handing over %s failed: %s", c->queue, c->parts[k], e.msg);
+      if (wr_conn_is_open(c->conn))
+        wr_conn_close(c->conn);
+      return;
+    }
+    c->part_seen[k] = false;
+    c->part_reg_ns[k] = wr_mono_ns();
+    __atomic_fetch_sub(&c->parts_active, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&c->handovers, 1, __ATOMIC_RELAXED);
+    excess--;
+  }
+}
+
+/* Replay: finds where the run ends by reading the stream's last chunk on a separate
+ * connection (the offset spec "last" starts there) until it goes quiet; the highest
+ * offset seen is the end (-1: the stream is empty). Returns 0, WR_ENOTFOUND (no such
+ * stream), or a connection failure. */
+static int stream_probe_end(wr_consumer *c, int64_t *end, wr_err *err) {
+  *end = -1;
+  int rc = wr_conn_open(c->probe, err);
+  if (rc < 0)
+    return rc;
+  amqp_table_entry_t e;
+  e.key = amqp_cstring_bytes("x-stream-offset");
+  e.value.kind = AMQP_FIELD_KIND_UTF8;
+  e.value.value.bytes = amqp_cstring_bytes("last");
+  amqp_table_t args = {1, &e};
+  rc = wr_conn_consume(c->probe, c->stream, 1000, false, args, err);
+  int64_t start = wr_mono_ns();
+  while (rc == 0) {
+    amqp_envelope_t env;
+    int64_t left = PROBE_MAX_MS - (wr_mono_ns() - start) / 1000000;
+    if (left <= 0)
+      break;
+    rc = wr_conn_next_delivery(c->probe, left < PROBE_GAP_MS ? (unsigned)left : PROBE_GAP_MS,
+                               &env, err);
+    if (rc == WR_ETIMEDOUT) {
+      rc = 0;
+      break;
+    }
+    if (rc < 0)
+      break;
+    const amqp_table_t *hdr = headers_of(&env);
+    int64_t off;
+    if (hdr && wr_table_get_int(hdr, "x-stream-offset", &off) && off > *end)
+      *end = off;
+    wr_conn_ack(c->probe, env.delivery_tag, false, NULL);
+    amqp_destroy_envelope(&env);
+  }
+  wr_conn_cancel(c->probe, c->stream, NULL);
+  wr_conn_close(c->probe);
+  return rc;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -1661,6 +2045,76 @@ int wr_consumer_declare(wr_consumer *c, wr_err *err) {
 static bool fatal_open_error(const wr_err *e, int rc) {
   return rc == WR_EURL || rc == WR_EAUTH || rc == WR_EINVAL ||
          (rc == WR_EAMQP && (e->amqp_reply == 406 || e->amqp_reply == 403));
+}
+
+/* Replay: finds the end of the run once (retrying connection failures), then starts
+ * the idle clock. Returns 0 (also when there is nothing to replay: finished) or what
+ * retrying cannot fix (no such stream, refused credentials...). */
+static int replay_setup(wr_consumer *c) {
+  if (__atomic_load_n(&c->stream_end, __ATOMIC_RELAXED) >= 0 ||
+      __atomic_load_n(&c->finished, __ATOMIC_RELAXED))
+    return 0;
+  for (unsigned attempt = 0; !c->stop; attempt++) {
+    wr_err e;
+    wr_err_clear(&e);
+    int64_t end = -1;
+    int rc = stream_probe_end(c, &end, &e);
+    if (rc == 0) {
+      __atomic_store_n(&c->stream_end, end, __ATOMIC_RELAXED);
+      /* Nothing before the end to replay: an empty stream, or a start after its end
+       * ("next", a larger offset). A timestamp after the last message is only seen
+       * as a run without deliveries. */
+      bool after_end = (c->from.kind == SF_WORD && strcmp(c->from.word, "next") == 0) ||
+                       (c->from.kind == SF_OFFSET && c->from.value > end);
+      if (end < 0 || after_end) {
+        wr_log_info(NULL, "consumer %s: stream %s: nothing to replay (%s)", c->queue, c->stream,
+                    end < 0 ? "empty" : "the start is after its end");
+        __atomic_store_n(&c->finished, 1, __ATOMIC_RELAXED);
+      } else {
+        wr_log_info(NULL, "consumer %s: replaying stream %s up to offset %" PRId64, c->queue,
+                    c->stream, end);
+      }
+      c->last_delivery_ns = wr_mono_ns();
+      return 0;
+    }
+    if (rc == WR_ENOTFOUND || fatal_open_error(&e, rc)) {
+      wr_log_error(NULL, "consumer %s: replay of stream %s: %s", c->queue, c->stream, e.msg);
+      return rc;
+    }
+    if (attempt == 0)
+      wr_log_warn(NULL, "consumer %s: replay of stream %s: %s; retrying", c->queue, c->stream,
+                  e.msg);
+    wr_sleep_ms(wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS), &c->stop);
+  }
+  return 0;
+}
+
+/* Replay: true when the run is over (end reached, idle too long, or failed). */
+static bool replay_over(wr_consumer *c, int *result) {
+  if (c->stream_failed) {
+    wr_log_error(NULL,
+                 "consumer %s: replay of stream %s stopped: a retry/DLQ copy was not "
+                 "confirmed and a stream cannot deliver the message again; start again from "
+                 "offset %" PRId64,
+                 c->queue, c->stream, __atomic_load_n(&c->stream_done, __ATOMIC_RELAXED) + 1);
+    *result = WR_EIO;
+    return true;
+  }
+  int64_t done = __atomic_load_n(&c->stream_done, __ATOMIC_RELAXED);
+  int64_t end = __atomic_load_n(&c->stream_end, __ATOMIC_RELAXED);
+  bool idle = wr_mono_ns() - c->last_delivery_ns > (int64_t)STREAM_IDLE_MS * 1000000;
+  if (done < end && !idle)
+    return false;
+  if (done < end)
+    wr_log_warn(NULL,
+                "consumer %s: replay of stream %s ends after %d s without deliveries at "
+                "offset %" PRId64 " (the end was %" PRId64 ")",
+                c->queue, c->stream, STREAM_IDLE_MS / 1000, done, end);
+  else
+    wr_log_info(NULL, "consumer %s: replay of stream %s finished at offset %" PRId64, c->queue,
+                c->stream, done);
+  __atomic_store_n(&c->finished, 1, __ATOMIC_RELAXED);
+  return true;
 }
 
 static int run_setup(wr_consumer *c) {
@@ -1688,6 +2142,10 @@ static int run_setup(wr_consumer *c) {
   }
   if (c->stop)
     return 0;
+  if (c->stream && (rc = replay_setup(c)) != 0)
+    return rc;
+  if (c->stop || __atomic_load_n(&c->finished, __ATOMIC_RELAXED))
+    return 0;
   if (!wr_conn_is_open(c->conn) || !c->consuming) {
     wr_err_clear(&e);
     rc = amqp_ready(c, true, false, &e);
@@ -1705,7 +2163,8 @@ int wr_consumer_run(wr_consumer *c) {
   int rc = run_setup(c);
   if (rc < 0)
     return rc;
-  while (!c->stop) {
+  int result = 0;
+  while (!c->stop && !__atomic_load_n(&c->finished, __ATOMIC_RELAXED)) {
     wr_err e;
     wr_err_clear(&e);
     if (!wr_conn_is_open(c->conn) || !c->consuming) {
@@ -1729,10 +2188,18 @@ int wr_consumer_run(wr_consumer *c) {
     __atomic_store_n(&c->link_up, 1, __ATOMIC_RELAXED);
     cleanup_inbox(c);
     refresh_lag(c);
+    rebalance(c);
     rc = collect(c);
     if (rc > 0) {
+      if (c->acquired) {
+        c->acquired = false;
+        pause_ms(c, HANDOVER_GRACE_MS);
+      }
       process_batch(c);
-    } else if (rc < 0 && rc != WR_ETIMEDOUT) {
+    }
+    if (rc >= 0 && c->stream && replay_over(c, &result))
+      break;
+    if (rc < 0 && rc != WR_ETIMEDOUT) {
       if (rc == WR_ESTOPPED)
         c->consuming = false; /* wr_conn dropped the consumer: start it again */
       if (wr_conn_is_open(c->conn)) {
@@ -1748,7 +2215,7 @@ int wr_consumer_run(wr_consumer *c) {
   batch_clear(c);
   wr_conn_close(c->conn);
   db_close(c);
-  return 0;
+  return result;
 }
 
 static void *thread_main(void *arg) {
@@ -1791,6 +2258,7 @@ void wr_consumer_free(wr_consumer *c) {
   }
   batch_clear(c);
   wr_conn_free(c->conn);
+  wr_conn_free(c->probe);
   db_close(c);
   wr_topology_free(c->topo);
   free_fields(c);
@@ -1813,6 +2281,11 @@ void wr_consumer_stats_get(const wr_consumer *c, wr_consumer_stats *out) {
   out->batch_fallbacks = __atomic_load_n(&c->st.fallbacks, __ATOMIC_RELAXED);
   out->reconnects = __atomic_load_n(&c->st.reconnects, __ATOMIC_RELAXED);
   out->connected = __atomic_load_n(&c->link_up, __ATOMIC_RELAXED) != 0;
+  out->partitions_active = __atomic_load_n(&c->parts_active, __ATOMIC_RELAXED);
+  out->handovers = __atomic_load_n(&c->handovers, __ATOMIC_RELAXED);
+  out->stream_offset = __atomic_load_n(&c->stream_done, __ATOMIC_RELAXED);
+  out->stream_end = __atomic_load_n(&c->stream_end, __ATOMIC_RELAXED);
+  out->finished = __atomic_load_n(&c->finished, __ATOMIC_RELAXED) != 0;
 }
 
 void wr__consumer_set_hook(wr_consumer *c, wr__consumer_hook_fn fn, void *user) {

@@ -79,6 +79,39 @@ typedef struct wr_consumer_opts {
   const char *source_service;      /* for events handlers publish via wr_msg_outbox */
   const char *source_instance;
   wr_metrics *metrics;             /* optional */
+
+  /* Partitioned group (0 = one work queue named `queue`). With n >= 1 the layout of
+   * wr_topology_partitioned_queue is declared and the consumer consumes every
+   * partition queue <queue>.p0 .. p<n-1> (prefetch = the window of each) plus
+   * <queue>.members. Each partition has a single active consumer among all instances
+   * of the group: the events of one aggregate are processed by one instance at a
+   * time, in the order the relay published them, and when that instance dies the
+   * next one waiting takes over (its unacked deliveries come back first). Every
+   * rebalance_interval_ms an instance that receives from more partitions than its
+   * share (ceil(n / instances), instances = consumers of <queue>.members) hands the
+   * excess over to instances waiting for them (basic.cancel + consume again, which
+   * puts it at the back of the waiting list). A handover, like a takeover, may let
+   * two instances hold events of one aggregate for a moment: the version guard then
+   * skips the older one as stale, never applies it after the newer. Changing n
+   * moves aggregates between partitions: see docs/SCALING.md. */
+  unsigned partitions;
+  unsigned rebalance_interval_ms;  /* 0 = never hand partitions over */
+
+  /* Replay mode: consume this stream queue (x-queue-type=stream, bound to the domain
+   * exchange) instead of the work queue(s), with the same handlers, inbox and
+   * version guard (same name), from stream_from: "first", "last", "next", an offset
+   * ("12345") or an RFC 3339 timestamp. The run ends by itself (wr_consumer_run
+   * returns 0, stats.finished) once it has processed the messages that were in the
+   * stream when it started (found by reading the stream's last chunk on a separate
+   * connection first), or after 10 s without a delivery. The topology (retry tiers,
+   * DLQ, work queue or partitions) is declared as for the live consumer: a failing
+   * event goes to a retry tier, which hands it to the live consumer of the group.
+   * A copy the broker does not confirm cannot be requeued on a stream: the run
+   * stops with WR_EIO, stats.stream_offset says where to start again. Events
+   * already applied are skipped as duplicates or stale, so a replay is safe to
+   * repeat and to run beside the live consumer. */
+  const char *stream;
+  const char *stream_from;         /* NULL = "first" */
 } wr_consumer_opts;
 
 #define WR_CONSUMER_OPTS_INIT                                                          \
@@ -89,7 +122,8 @@ typedef struct wr_consumer_opts {
     .delivery_limit = 20, .unknown_types = WR_UNKNOWN_DEAD_LETTER,                     \
     .max_message_size = 4u << 20, .inbox_retention_s = 7 * 24 * 3600,                 \
     .inbox_cleanup_interval_s = 600, .source_service = NULL, .source_instance = NULL,  \
-    .metrics = NULL                                                                    \
+    .metrics = NULL, .partitions = 0, .rebalance_interval_ms = 5000, .stream = NULL,    \
+    .stream_from = NULL                                                                \
   }
 
 typedef struct wr_consumer wr_consumer;
@@ -108,7 +142,9 @@ typedef int (*wr_dispatch_fn)(wr_msg *msg, const ProtobufCMessage *ev, wr_fnptr 
                               void *user);
 
 /* Copies opts (strings, retry tiers and opts->amqp). Nothing connects yet. Returns 0,
- * WR_EINVAL (with the offending option in err), WR_EURL (opts->amqp->urls),
+ * WR_EINVAL (with the offending option in err: also partitions above
+ * WR_PARTITIONS_MAX, a stream name that is empty or longer than 255 bytes, a
+ * stream_from that is none of the accepted forms), WR_EURL (opts->amqp->urls),
  * WR_ENOMEM. *out is owned by the caller: wr_consumer_free(). */
 WR_EXPORT int wr_consumer_new(const wr_consumer_opts *opts, wr_consumer **out, wr_err *err);
 
@@ -150,7 +186,9 @@ WR_EXPORT int wr_consumer_declare(wr_consumer *c, wr_err *err);
  * half-done; deliveries prefetched but not started go back to the queue when the
  * connection closes. Returns an error only for what retrying cannot fix, before
  * consuming: WR_EURL/WR_EAUTH/WR_EINVAL, a topology conflict (WR_EAMQP, 406/403) or
- * failed runtime migrations (WR_EDB); the reason is logged. */
+ * failed runtime migrations (WR_EDB); the reason is logged. Replay mode also returns
+ * 0 when the replay is finished, WR_ENOTFOUND when the stream does not exist and
+ * WR_EIO when a copy could not be confirmed (see opts.stream). */
 WR_EXPORT int wr_consumer_run(wr_consumer *c);
 
 /* Runs wr_consumer_run on a new thread. 0, WR_ESTATE (already started), WR_ENOMEM. */
@@ -176,6 +214,15 @@ typedef struct wr_consumer_stats {
   uint64_t batch_fallbacks;/* batches re-run one by one */
   uint64_t reconnects;
   bool connected;          /* broker and database connections currently open */
+  /* partitioned: partitions this instance received from since it last registered
+   * on them (a lower bound of those it serves), and partitions handed over */
+  uint32_t partitions_active;
+  uint64_t handovers;
+  /* replay: offset of the last message settled (-1: none yet), the offset the run
+   * ends at (-1: the stream was empty), and whether it has ended */
+  int64_t stream_offset;
+  int64_t stream_end;
+  bool finished;
 } wr_consumer_stats;
 WR_EXPORT void wr_consumer_stats_get(const wr_consumer *c, wr_consumer_stats *out);
 
