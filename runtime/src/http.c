@@ -77,8 +77,8 @@ struct wr_http_server {
   size_t token_len;
   wr_metrics *metrics;
   unsigned port;
-  int inflight;  /* requests between the URI callback and the completed callback */
-  int stopping;  /* wr_http_server_stop has begun: answers carry Connection: close */
+  int inflight; /* requests between the URI callback and the completed callback */
+  int stopping; /* wr_http_server_stop has begun: answers carry Connection: close */
 };
 
 typedef struct kv {

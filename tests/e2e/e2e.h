@@ -64,16 +64,16 @@ static inline void e2e_init(e2e *e, const char *name) {
  * the test process, then `env` ("KEY=VALUE", NULL-terminated; later entries win).
  * Nothing else leaks in (a WARREN_ADMIN_TOKEN of the caller's shell would change what
  * admin routes answer). Output goes to log_path (truncated). */
-static inline void e2e_spawn(dk_proc *p, const char *name, const char *bin,
-                             const char *const *env, const char *log_path) {
+static inline void e2e_spawn(dk_proc *p, const char *name, const char *bin, const char *const *env,
+                             const char *log_path) {
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "%s", name);
   snprintf(p->log_path, sizeof p->log_path, "%s", log_path);
   int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     fail_msg("cannot open %s: %s", log_path, strerror(errno));
-  static const char *const keep[] = {"PATH", "HOME", "LANG", "ASAN_OPTIONS", "UBSAN_OPTIONS",
-                                     "LSAN_OPTIONS", "TZ", NULL};
+  static const char *const keep[] = {"PATH",          "HOME",         "LANG", "ASAN_OPTIONS",
+                                     "UBSAN_OPTIONS", "LSAN_OPTIONS", "TZ",   NULL};
   char *kept[8] = {0};
   for (int i = 0; keep[i]; i++) {
     const char *v = getenv(keep[i]);
@@ -252,8 +252,12 @@ static inline e2e_resp e2e_raw(const char *method, const char *base, const char 
   for (size_t i = 0; headers && headers[i] && n < 39; i++)
     h[n++] = headers[i];
   h[n] = NULL;
-  wr_http_request rq = {.method = method, .url = url, .headers = h, .body = body,
-                        .body_len = body_len, .timeout_ms = 60000};
+  wr_http_request rq = {.method = method,
+                        .url = url,
+                        .headers = h,
+                        .body = body,
+                        .body_len = body_len,
+                        .timeout_ms = 60000};
   wr_http_response res;
   wr_err err = {0};
   int rc = wr_http_do(&rq, &res, &err);
@@ -278,10 +282,9 @@ static inline e2e_resp e2e_json(const char *method, const char *base, const char
 }
 
 /* A response header's value, "" when absent. */
-static inline const char *e2e_header(const e2e_resp *r, const char *name, char *out,
-                                     size_t outsz) {
-  wr_http_response res = {.status = r->status, .body = r->body, .len = r->len,
-                          .headers = r->headers};
+static inline const char *e2e_header(const e2e_resp *r, const char *name, char *out, size_t outsz) {
+  wr_http_response res = {
+      .status = r->status, .body = r->body, .len = r->len, .headers = r->headers};
   wr_http_response_header(&res, name, out, outsz);
   return out;
 }
@@ -301,13 +304,13 @@ static inline const char *e2e_error_code(const e2e_resp *r) {
 }
 
 /* Asserts status (and error code when given); prints the body on mismatch. */
-#define E2E_EXPECT(resp, want_status, want_code)                                          \
-  do {                                                                                  \
-    const e2e_resp *r__ = &(resp);                                                      \
-    const char *c__ = (want_code);                                                      \
-    if (r__->status != (want_status) || (c__ && strcmp(e2e_error_code(r__), c__) != 0))   \
-      fail_msg("%s:%d: expected %d %s, got %d: %.400s", __FILE__, __LINE__, (want_status), \
-               c__ ? c__ : "", r__->status, r__->body ? r__->body : "");                 \
+#define E2E_EXPECT(resp, want_status, want_code)                                                   \
+  do {                                                                                             \
+    const e2e_resp *r__ = &(resp);                                                                 \
+    const char *c__ = (want_code);                                                                 \
+    if (r__->status != (want_status) || (c__ && strcmp(e2e_error_code(r__), c__) != 0))            \
+      fail_msg("%s:%d: expected %d %s, got %d: %.400s", __FILE__, __LINE__, (want_status),         \
+               c__ ? c__ : "", r__->status, r__->body ? r__->body : "");                           \
   } while (0)
 
 /* POST /customers and return the created customer (caller decrefs). */
@@ -346,8 +349,12 @@ static inline void *e2e_many_run(void *arg) {
     char *text = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     const char *h[] = {"Content-Type: application/json", NULL};
-    wr_http_request rq = {.method = "POST", .url = url, .headers = h, .body = text,
-                          .body_len = strlen(text), .timeout_ms = 60000};
+    wr_http_request rq = {.method = "POST",
+                          .url = url,
+                          .headers = h,
+                          .body = text,
+                          .body_len = strlen(text),
+                          .timeout_ms = 60000};
     wr_http_response res;
     int rc = wr_http_do(&rq, &res, NULL);
     free(text);
@@ -368,8 +375,11 @@ static inline json_t *e2e_create_many(e2e *e, const char *prefix, int n, int thr
   if (threads > 16)
     threads = 16;
   for (int t = 0; t < threads; t++) {
-    m[t] = (struct e2e_many){.e = e, .prefix = prefix, .from = n * t / threads,
-                             .to = n * (t + 1) / threads, .ids = json_array()};
+    m[t] = (struct e2e_many){.e = e,
+                             .prefix = prefix,
+                             .from = n * t / threads,
+                             .to = n * (t + 1) / threads,
+                             .ids = json_array()};
     if (pthread_create(&th[t], NULL, e2e_many_run, &m[t]) != 0)
       fail_msg("pthread_create");
   }
@@ -472,8 +482,8 @@ static inline int64_t e2e_wait_converged(e2e *e, int timeout_ms) {
 
 /* Waits until the order service's GET /customers/{id} shows `version` (and `status`
  * when not NULL); returns the wait in ms or fails after timeout_ms. */
-static inline int64_t e2e_wait_view(e2e *e, const char *id, long long version,
-                                    const char *status, int timeout_ms) {
+static inline int64_t e2e_wait_view(e2e *e, const char *id, long long version, const char *status,
+                                    int timeout_ms) {
   int64_t t0 = wt_now_ms();
   char path[160];
   snprintf(path, sizeof path, "/customers/%s", id);
@@ -550,7 +560,7 @@ static inline void e2e_tap(e2e *e, const char *queue, const char *exchange) {
 
 /* One event taken from a tap queue, decoded. */
 typedef struct e2e_event {
-  char type[160];        /* AMQP type property = event type */
+  char type[160]; /* AMQP type property = event type */
   char routing_key[160];
   char message_id[80];
   char content_type[80];
@@ -600,8 +610,8 @@ static inline bool e2e_next_event(e2e *e, const char *queue, int timeout_ms, e2e
       out->t = e2e_type_by_name(out->type);
       if (!out->t)
         fail_msg("message of unknown type \"%s\" in %s", out->type, queue);
-      int drc = wr_event_decode(out->t, env.message.body.bytes, env.message.body.len, 0,
-                                &out->msg, &err);
+      int drc =
+          wr_event_decode(out->t, env.message.body.bytes, env.message.body.len, 0, &out->msg, &err);
       if (drc != 0)
         fail_msg("cannot decode a %s from %s: %s", out->type, queue, err.msg);
       out->meta = wr_event_meta(out->msg);

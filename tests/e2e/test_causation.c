@@ -20,9 +20,11 @@
 #include "e2e.h"
 
 #define TAP_CUSTOMER "e2e.tap.customer"
-#define TAP_ORDER "e2e.tap.order"
+#define TAP_ORDER    "e2e.tap.order"
 
-static int setup(void **state) { return e2e_setup_state(state, "causation"); }
+static int setup(void **state) {
+  return e2e_setup_state(state, "causation");
+}
 
 /* customer created -> a welcome order, in the handler's transaction */
 static int on_created(wr_msg *m, const Customer__V1__CustomerCreated *ev, void *user) {

@@ -19,7 +19,9 @@ static e2e *start(void **state) {
   return e;
 }
 
-static int setup(void **state) { return e2e_setup_state(state, "customer_api"); }
+static int setup(void **state) {
+  return e2e_setup_state(state, "customer_api");
+}
 
 /* The next event on the tap, which must be of `type`; fails if none arrives. */
 static void next_event(e2e *e, const char *type, e2e_event *ev) {
@@ -34,9 +36,8 @@ static void next_event(e2e *e, const char *type, e2e_event *ev) {
 /* The outbox's high-water mark: ids only grow, so an unchanged value after a request
  * means the request appended no event (rows are deleted once published). */
 static long long outbox_hwm(e2e *e) {
-  return e2e_scalar(e->customer_db,
-                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
-                    " FROM warren_outbox_id_seq");
+  return e2e_scalar(e->customer_db, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+                                    " FROM warren_outbox_id_seq");
 }
 
 static void assert_customer_data(const Customer__V1__Customer *d, json_t *c) {
@@ -62,9 +63,9 @@ static void assert_customer_data(const Customer__V1__Customer *d, json_t *c) {
 static void create_get_and_event(void **state) {
   e2e *e = start(state);
   const char *h[] = {"X-Correlation-Id: e2e-create-1", NULL};
-  e2e_resp r = e2e_json("POST", e->customer.url, "/customers",
-                        json_pack("{s:s,s:s}", "name", "Ada Lovelace", "email", "ada@example.org"),
-                        h);
+  e2e_resp r =
+      e2e_json("POST", e->customer.url, "/customers",
+               json_pack("{s:s,s:s}", "name", "Ada Lovelace", "email", "ada@example.org"), h);
   E2E_EXPECT(r, 201, NULL);
   char v[256];
   assert_string_equal(e2e_header(&r, "X-Correlation-Id", v, sizeof v), "e2e-create-1");
@@ -188,10 +189,8 @@ static void create_validation(void **state) {
       {"{\"name\":\"A\",\"email\":\"a@example.org\",\"nickname\":\"x\"}", 422, "unknown_field"},
       {"{\"name\":\"A\",\"email\":\"a@example.org\",\"id\":\"x\"}", 422, "unknown_field"},
       {"{\"name\":\"A\",\"email\":\"a@example.org\",\"version\":7}", 422, "unknown_field"},
-      {"{\"name\":\"A\",\"email\":\"a@example.org\",\"status\":\"deleted\"}", 422,
-       "invalid_value"},
-      {"{\"name\":\"A\",\"email\":\"a@example.org\",\"status\":\"ACTIVE\"}", 422,
-       "invalid_value"},
+      {"{\"name\":\"A\",\"email\":\"a@example.org\",\"status\":\"deleted\"}", 422, "invalid_value"},
+      {"{\"name\":\"A\",\"email\":\"a@example.org\",\"status\":\"ACTIVE\"}", 422, "invalid_value"},
       {"{\"name\":\"A\",\"email\":\"a@example.org\",\"status\":1}", 422, "invalid_type"},
       {"{\"name\":\"A\",\"email\":\"no-at-sign.example.org\"}", 422, "invalid_value"},
       {"{\"name\":\"A\",\"email\":\"a@@example.org\"}", 422, "invalid_value"},
@@ -339,8 +338,8 @@ static void patch_and_if_match(void **state) {
   next_event(e, CUSTOMER_V1_CUSTOMER_CREATED_TYPE, &ev);
   e2e_event_free(&ev);
 
-  e2e_resp r = patch(e, id, json_pack("{s:s,s:s}", "name", "Ada Lovelace", "status", "suspended"),
-                     "\"1\"");
+  e2e_resp r =
+      patch(e, id, json_pack("{s:s,s:s}", "name", "Ada Lovelace", "status", "suspended"), "\"1\"");
   E2E_EXPECT(r, 200, NULL);
   assert_int_equal(e2e_int(r.json, "version"), 2);
   assert_string_equal(e2e_str(r.json, "name"), "Ada Lovelace");
@@ -388,8 +387,7 @@ static void patch_and_if_match(void **state) {
   }
 
   /* a PATCH that changes nothing: 200, same version, no event (outbox and broker) */
-  r = patch(e, id, json_pack("{s:s,s:s}", "name", "Ada Lovelace", "status", "suspended"),
-            "\"3\"");
+  r = patch(e, id, json_pack("{s:s,s:s}", "name", "Ada Lovelace", "status", "suspended"), "\"3\"");
   E2E_EXPECT(r, 200, NULL);
   assert_int_equal(e2e_int(r.json, "version"), 3);
   e2e_resp_free(&r);
@@ -470,10 +468,8 @@ static void delete_tombstone(void **state) {
   E2E_EXPECT(r, 400, "invalid_header");
   e2e_resp_free(&r);
 
-  const char *h[] = {"If-Match: \"1\"", "X-Actor: support-desk", "X-Correlation-Id: e2e-del",
-                     NULL};
-  r = e2e_json("DELETE", e->customer.url, path, json_pack("{s:s}", "reason", "closed account"),
-               h);
+  const char *h[] = {"If-Match: \"1\"", "X-Actor: support-desk", "X-Correlation-Id: e2e-del", NULL};
+  r = e2e_json("DELETE", e->customer.url, path, json_pack("{s:s}", "reason", "closed account"), h);
   E2E_EXPECT(r, 204, NULL);
   assert_int_equal(r.len, 0);
   e2e_resp_free(&r);
@@ -540,8 +536,8 @@ static void snapshots(void **state) {
   /* one updated, one deleted: the snapshot shows the current state */
   char path[128];
   snprintf(path, sizeof path, "/customers/%s", e2e_str(cs[1], "id"));
-  e2e_resp r = e2e_json("PATCH", e->customer.url, path, json_pack("{s:s}", "name", "Renamed"),
-                        NULL);
+  e2e_resp r =
+      e2e_json("PATCH", e->customer.url, path, json_pack("{s:s}", "name", "Renamed"), NULL);
   E2E_EXPECT(r, 200, NULL);
   json_decref(cs[1]);
   cs[1] = json_incref(r.json);
@@ -572,8 +568,7 @@ static void snapshots(void **state) {
   r = e2e_json("POST", e->customer.url, "/admin/snapshots", NULL, basic);
   E2E_EXPECT(r, 401, "unauthorized");
   e2e_resp_free(&r);
-  const char *auth[] = {"Authorization: Bearer " E2E_TOKEN, "X-Correlation-Id: e2e-snapshot",
-                        NULL};
+  const char *auth[] = {"Authorization: Bearer " E2E_TOKEN, "X-Correlation-Id: e2e-snapshot", NULL};
   r = e2e_json("POST", e->customer.url, "/admin/snapshots", json_pack("{s:b}", "all", 1), auth);
   E2E_EXPECT(r, 422, "unknown_field");
   e2e_resp_free(&r);
@@ -601,7 +596,7 @@ static void snapshots(void **state) {
     assert_int_equal(ev.meta->version, s->data->version);
     assert_string_equal(s->data->name, e2e_str(cs[k], "name"));
     assert_int_equal(s->data->status,
-                     k == 2 ? CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED
+                     k == 2       ? CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED
                      : k % 3 == 0 ? CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_PENDING
                                   : CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_ACTIVE);
     e2e_event_free(&ev);
@@ -657,9 +652,8 @@ static void health_and_metrics(void **state) {
   r = e2e_json("GET", e->customer.url, "/metrics", NULL, NULL);
   E2E_EXPECT(r, 200, NULL);
   char ct[128];
-  assert_ptr_equal(strstr(e2e_header(&r, "Content-Type", ct, sizeof ct),
-                          "text/plain; version=0.0.4"),
-                   ct);
+  assert_ptr_equal(
+      strstr(e2e_header(&r, "Content-Type", ct, sizeof ct), "text/plain; version=0.0.4"), ct);
   const char *expect[] = {
       "# TYPE warren_outbox_pending gauge",
       "# TYPE warren_outbox_published_total counter",

@@ -12,7 +12,9 @@
  *   the SQL); ?bucket=K members; parameter errors. */
 #include "e2e.h"
 
-static int setup(void **state) { return e2e_setup_state(state, "customer_bulk"); }
+static int setup(void **state) {
+  return e2e_setup_state(state, "customer_bulk");
+}
 
 static e2e *start(void **state) {
   e2e *e = *state;
@@ -132,8 +134,13 @@ static void paging_and_limits(void **state) {
   assert_int_equal(pages, 250);
   json_decref(all);
 
-  const char *bad[] = {"limit=0", "limit=1001", "limit=-1", "limit=abc", "limit=",
-                       "limit=10.5", "limit=99999999999999999999"};
+  const char *bad[] = {"limit=0",
+                       "limit=1001",
+                       "limit=-1",
+                       "limit=abc",
+                       "limit=",
+                       "limit=10.5",
+                       "limit=99999999999999999999"};
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
     snprintf(path, sizeof path, "/customers?%s", bad[k]);
     r = get(e, path);
@@ -188,8 +195,8 @@ static void updated_since(void **state) {
   assert_int_equal(json_array_size(json_object_get(r.json, "items")), 60);
   e2e_resp_free(&r);
   const char *bad[] = {"updated_since=yesterday", "updated_since=2024-13-01T00:00:00Z",
-                       "updated_since=2024-01-01", "updated_since=",
-                       "updated_since=2024-01-01T00:00:00"};
+                       "updated_since=2024-01-01",
+                       "updated_since=", "updated_since=2024-01-01T00:00:00"};
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
     snprintf(q, sizeof q, "/customers?%s", bad[k]);
     r = get(e, q);
@@ -242,8 +249,12 @@ static void *writer_run(void *arg) {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     const char *h[] = {"Content-Type: application/json", NULL};
-    wr_http_request rq = {.method = method, .url = url, .headers = text ? h : NULL, .body = text,
-                          .body_len = text ? strlen(text) : 0, .timeout_ms = 60000};
+    wr_http_request rq = {.method = method,
+                          .url = url,
+                          .headers = text ? h : NULL,
+                          .body = text,
+                          .body_len = text ? strlen(text) : 0,
+                          .timeout_ms = 60000};
     wr_http_response res;
     int rc = wr_http_do(&rq, &res, NULL);
     free(text);
@@ -390,8 +401,9 @@ static void by_ids(void **state) {
   char long_id[70];
   memset(long_id, 'x', 65);
   long_id[65] = 0;
-  const char *bad[] = {"ids=", "ids=a,,b", "ids=a,", "ids=,a", NULL, "ids=a&limit=5",
-                       "ids=a&cursor=abc", "ids=a&updated_since=2024-01-01T00:00:00Z"};
+  const char *bad[] = {
+      "ids=", "ids=a,,b",      "ids=a,",           "ids=,a",
+      NULL,   "ids=a&limit=5", "ids=a&cursor=abc", "ids=a&updated_since=2024-01-01T00:00:00Z"};
   char long_q[128];
   snprintf(long_q, sizeof long_q, "ids=%s", long_id);
   bad[4] = long_q;
@@ -444,8 +456,8 @@ static void bad_cursors_and_parameters(void **state) {
     snprintf(path, sizeof path, "/customers?limit=10&cursor=%s", c);
     r = get(e, path);
     if (r.status != 400 || strcmp(e2e_error_code(&r), "invalid_cursor") != 0)
-      fail_msg("cursor %s: expected 400 invalid_cursor, got %d %s",
-               cases[k].raw ? cases[k].raw : c, r.status, r.body);
+      fail_msg("cursor %s: expected 400 invalid_cursor, got %d %s", cases[k].raw ? cases[k].raw : c,
+               r.status, r.body);
     e2e_resp_free(&r);
   }
   /* a truncated real cursor */
@@ -455,9 +467,12 @@ static void bad_cursors_and_parameters(void **state) {
   E2E_EXPECT(r, 400, "invalid_cursor");
   e2e_resp_free(&r);
 
-  const char *unknown[] = {"/customers?foo=1", "/customers?limit=10&LIMIT=5",
-                           "/customers?page=2", "/customers?limit=10&since=x",
-                           "/customers/checksums?bucketz=1", "/customers/checksums?limit=5"};
+  const char *unknown[] = {"/customers?foo=1",
+                           "/customers?limit=10&LIMIT=5",
+                           "/customers?page=2",
+                           "/customers?limit=10&since=x",
+                           "/customers/checksums?bucketz=1",
+                           "/customers/checksums?limit=5"};
   for (size_t k = 0; k < sizeof unknown / sizeof unknown[0]; k++) {
     r = get(e, unknown[k]);
     if (r.status != 400 || strcmp(e2e_error_code(&r), "invalid_parameter") != 0)
@@ -566,8 +581,8 @@ static void checksums(void **state) {
   E2E_EXPECT(r, 200, NULL);
   e2e_resp_free(&r);
 
-  const char *bad[] = {"buckets=0", "buckets=4097", "bucket=64", "bucket=-1", "bucket=abc",
-                       "buckets=8&bucket=8", "buckets=", "bucket="};
+  const char *bad[] = {"buckets=0",  "buckets=4097",       "bucket=64", "bucket=-1",
+                       "bucket=abc", "buckets=8&bucket=8", "buckets=",  "bucket="};
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
     char path[128];
     snprintf(path, sizeof path, "/customers/checksums?%s", bad[k]);

@@ -11,7 +11,9 @@
 
 static const char *const TOKEN_ENV[] = {"WARREN_ADMIN_TOKEN=" E2E_TOKEN, NULL};
 
-static int setup(void **state) { return e2e_setup_state(state, "order_api"); }
+static int setup(void **state) {
+  return e2e_setup_state(state, "order_api");
+}
 
 static e2e *start(void **state) {
   e2e *e = *state;
@@ -207,10 +209,10 @@ static void order_validation(void **state) {
   char b[32][512];
   const char *codes[32];
   int n = 0;
-#define CASE(code, ...)                                                                    \
-  do {                                                                                     \
-    snprintf(b[n], sizeof b[n], __VA_ARGS__);                                             \
-    codes[n++] = code;                                                                     \
+#define CASE(code, ...)                                                                            \
+  do {                                                                                             \
+    snprintf(b[n], sizeof b[n], __VA_ARGS__);                                                      \
+    codes[n++] = code;                                                                             \
   } while (0)
   CASE("missing_field", "{\"amount_cents\":1,\"currency\":\"EUR\"}");
   CASE("missing_field", "{\"customer_id\":\"%s\",\"currency\":\"EUR\"}", id);
@@ -228,16 +230,15 @@ static void order_validation(void **state) {
   CASE("invalid_value", "{\"customer_id\":\"%s\",\"amount_cents\":1,\"currency\":\"\"}", id);
   CASE("invalid_type", "{\"customer_id\":7,\"amount_cents\":1,\"currency\":\"EUR\"}");
   CASE("invalid_value", "{\"customer_id\":\"\",\"amount_cents\":1,\"currency\":\"EUR\"}");
-  CASE("invalid_value",
-       "{\"customer_id\":\"%065d\",\"amount_cents\":1,\"currency\":\"EUR\"}", 0);
+  CASE("invalid_value", "{\"customer_id\":\"%065d\",\"amount_cents\":1,\"currency\":\"EUR\"}", 0);
   CASE("unknown_field",
        "{\"customer_id\":\"%s\",\"amount_cents\":1,\"currency\":\"EUR\",\"status\":\"paid\"}", id);
   CASE("unknown_field",
        "{\"customer_id\":\"%s\",\"amount_cents\":1,\"currency\":\"EUR\",\"id\":\"x\"}", id);
 #undef CASE
   for (int i = 0; i < n; i++) {
-    e2e_resp r = e2e_raw("POST", e->order.url, "/orders", b[i], strlen(b[i]), "application/json",
-                         NULL);
+    e2e_resp r =
+        e2e_raw("POST", e->order.url, "/orders", b[i], strlen(b[i]), "application/json", NULL);
     if (r.status != 422 || strcmp(e2e_error_code(&r), codes[i]) != 0)
       fail_msg("%s: expected 422 %s, got %d %s", b[i], codes[i], r.status, r.body);
     e2e_resp_free(&r);

@@ -7,10 +7,12 @@
  * request in flight and publishing its event. */
 #include "e2e.h"
 
-#define SECRET_PW "pw-s3cr3t-e2e"
+#define SECRET_PW    "pw-s3cr3t-e2e"
 #define SECRET_TOKEN "tok-s3cr3t-e2e"
 
-static int setup(void **state) { return e2e_setup_state(state, "process"); }
+static int setup(void **state) {
+  return e2e_setup_state(state, "process");
+}
 
 typedef struct run_result {
   int code;
@@ -28,8 +30,7 @@ static void drain(int fd, char *buf, size_t cap) {
 
 /* Runs bin with argv (NULL-terminated, argv[0] excluded) and exactly the environment
  * env; collects stdout and stderr (sequentially: the outputs are small). */
-static void run(const char *bin, const char *const *args, const char *const *env,
-                run_result *res) {
+static void run(const char *bin, const char *const *args, const char *const *env, run_result *res) {
   memset(res, 0, sizeof *res);
   int po[2], pe[2];
   assert_int_equal(pipe(po), 0);
@@ -84,18 +85,29 @@ static int count_lines(const char *s) {
 
 static void help_texts(void **state) {
   (void)state;
-  static const char *const customer_env[] = {
-      "WARREN_AMQP_URL", "WARREN_AMQP_CACERT", "WARREN_DATABASE_URL", "WARREN_HTTP_ADDR",
-      "WARREN_ADMIN_TOKEN", "WARREN_LOG_LEVEL", "WARREN_HTTP_THREADS", "WARREN_DB_POOL",
-      "WARREN_HTTP_MAX_BODY", "WARREN_SNAPSHOT_INTERVAL", "WARREN_SNAPSHOT_BATCH",
-      "WARREN_RECONCILE_BUCKETS", NULL};
-  static const char *const order_env[] = {
-      "WARREN_AMQP_URL", "WARREN_AMQP_CACERT", "WARREN_DATABASE_URL", "WARREN_HTTP_ADDR",
-      "WARREN_ADMIN_TOKEN", "WARREN_LOG_LEVEL", "WARREN_HTTP_THREADS", "WARREN_DB_POOL",
-      "WARREN_HTTP_MAX_BODY", "CUSTOMER_SERVICE_URL", "WARREN_RECONCILE_INTERVAL",
-      "WARREN_RECONCILE_BUCKETS", "WARREN_CATCHUP_PAGE_SIZE", "WARREN_QUEUE_TYPE",
-      "WARREN_PREFETCH", "WARREN_BATCH_SIZE", "WARREN_RETRY_DELAYS", "WARREN_DELIVERY_LIMIT",
-      "WARREN_EVENT_LOG_MAX_AGE", NULL};
+  static const char *const customer_env[] = {"WARREN_AMQP_URL",
+                                             "WARREN_AMQP_CACERT",
+                                             "WARREN_DATABASE_URL",
+                                             "WARREN_HTTP_ADDR",
+                                             "WARREN_ADMIN_TOKEN",
+                                             "WARREN_LOG_LEVEL",
+                                             "WARREN_HTTP_THREADS",
+                                             "WARREN_DB_POOL",
+                                             "WARREN_HTTP_MAX_BODY",
+                                             "WARREN_SNAPSHOT_INTERVAL",
+                                             "WARREN_SNAPSHOT_BATCH",
+                                             "WARREN_RECONCILE_BUCKETS",
+                                             NULL};
+  static const char *const order_env[] = {"WARREN_AMQP_URL",           "WARREN_AMQP_CACERT",
+                                          "WARREN_DATABASE_URL",       "WARREN_HTTP_ADDR",
+                                          "WARREN_ADMIN_TOKEN",        "WARREN_LOG_LEVEL",
+                                          "WARREN_HTTP_THREADS",       "WARREN_DB_POOL",
+                                          "WARREN_HTTP_MAX_BODY",      "CUSTOMER_SERVICE_URL",
+                                          "WARREN_RECONCILE_INTERVAL", "WARREN_RECONCILE_BUCKETS",
+                                          "WARREN_CATCHUP_PAGE_SIZE",  "WARREN_QUEUE_TYPE",
+                                          "WARREN_PREFETCH",           "WARREN_BATCH_SIZE",
+                                          "WARREN_RETRY_DELAYS",       "WARREN_DELIVERY_LIMIT",
+                                          "WARREN_EVENT_LOG_MAX_AGE",  NULL};
   struct {
     const char *bin;
     const char *const *vars;
@@ -141,8 +153,8 @@ static void help_texts(void **state) {
   const char *args[] = {"--help", NULL};
   run(wt_bin("warren"), args, NULL, r);
   assert_int_equal(r->code, 0);
-  const char *cmds[] = {"dlq list", "dlq show", "dlq replay", "dlq purge", "topology",
-                        "WARREN_AMQP_URL"};
+  const char *cmds[] = {"dlq list",  "dlq show", "dlq replay",
+                        "dlq purge", "topology", "WARREN_AMQP_URL"};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strstr(r->out, cmds[i]))
       fail_msg("warren --help lacks \"%s\":\n%s", cmds[i], r->out);
@@ -175,36 +187,49 @@ static void bad_configuration(void **state) {
       {"customer-service", NULL, {amqp, db, tok, "WARREN_HTTP_THREADS=100000"}, "http-threads"},
       {"customer-service", NULL, {amqp, db, tok, "WARREN_HTTP_MAX_BODY=-1"}, "max-body"},
       {"customer-service", NULL, {amqp, db, tok, "WARREN_LOG_LEVEL=loud"}, "log-level"},
-      {"customer-service", NULL, {amqp, db, tok, "WARREN_SNAPSHOT_INTERVAL=1e3"},
+      {"customer-service",
+       NULL,
+       {amqp, db, tok, "WARREN_SNAPSHOT_INTERVAL=1e3"},
        "snapshot-interval"},
       {"customer-service", NULL, {amqp, db, tok, "WARREN_SNAPSHOT_BATCH=0"}, "snapshot-batch"},
       {"customer-service", NULL, {amqp, db, tok, "WARREN_RECONCILE_BUCKETS=5000"}, "buckets"},
       {"customer-service", "--no-such-flag", {amqp, db, tok}, "--no-such-flag"},
       {"customer-service", "--admin-token=" SECRET_TOKEN, {amqp, db}, "admin-token"},
-      {"customer-service", "--database-url=postgres://u:" SECRET_PW "@h/x", {amqp, tok},
+      {"customer-service",
+       "--database-url=postgres://u:" SECRET_PW "@h/x",
+       {amqp, tok},
        "database-url"},
       {"order-service", NULL, {amqp, db, "WARREN_QUEUE_TYPE=stream"}, "queue-type"},
       {"order-service", NULL, {amqp, db, "WARREN_RETRY_DELAYS=1000,0"}, "retry-delays"},
-      {"order-service", NULL, {amqp, db, "WARREN_RETRY_DELAYS=1,2,3,4,5,6,7,8,9"},
-       "retry-delays"},
+      {"order-service", NULL, {amqp, db, "WARREN_RETRY_DELAYS=1,2,3,4,5,6,7,8,9"}, "retry-delays"},
       {"order-service", NULL, {amqp, db, "WARREN_PREFETCH=70000"}, "prefetch"},
       {"order-service", NULL, {amqp, db, "WARREN_BATCH_SIZE=0"}, "batch-size"},
       {"order-service", NULL, {amqp, db, "WARREN_CATCHUP_PAGE_SIZE=1001"}, "catchup-page-size"},
       {"order-service", NULL, {amqp, db, "WARREN_RECONCILE_INTERVAL=-5"}, "reconcile-interval"},
       {"order-service", NULL, {amqp, db, "WARREN_DELIVERY_LIMIT=x"}, "delivery-limit"},
-      {"order-service", NULL, {amqp, db, "CUSTOMER_SERVICE_URL=https://c.example"},
+      {"order-service",
+       NULL,
+       {amqp, db, "CUSTOMER_SERVICE_URL=https://c.example"},
        "customer-service-url"},
-      {"order-service", NULL, {amqp, db, "CUSTOMER_SERVICE_URL=127.0.0.1:8081"},
+      {"order-service",
+       NULL,
+       {amqp, db, "CUSTOMER_SERVICE_URL=127.0.0.1:8081"},
        "customer-service-url"},
       /* malformed URLs are configuration errors too, found before anything connects */
-      {"customer-service", NULL,
-       {"WARREN_AMQP_URL=bogus://guest:" SECRET_PW "@h", db, tok}, "WARREN_AMQP_URL"},
-      {"order-service", NULL, {"WARREN_AMQP_URL=amqp://guest:" SECRET_PW "@h:notaport", db},
+      {"customer-service",
+       NULL,
+       {"WARREN_AMQP_URL=bogus://guest:" SECRET_PW "@h", db, tok},
        "WARREN_AMQP_URL"},
-      {"customer-service", NULL,
+      {"order-service",
+       NULL,
+       {"WARREN_AMQP_URL=amqp://guest:" SECRET_PW "@h:notaport", db},
+       "WARREN_AMQP_URL"},
+      {"customer-service",
+       NULL,
        {amqp, "WARREN_DATABASE_URL=postgres://u:" SECRET_PW "@h/x?nosuchoption=1", tok},
        "WARREN_DATABASE_URL"},
-      {"customer-service", NULL,
+      {"customer-service",
+       NULL,
        {"WARREN_AMQP_URL=amqps://guest:" SECRET_PW "@127.0.0.1:1/x", db, tok},
        "WARREN_AMQP_CACERT"},
   };
@@ -247,7 +272,8 @@ static void bad_configuration(void **state) {
     run(wt_bin("warren"), cli[i].args, cenv, r);
     if (r->code != cli[i].code || strstr(r->err, SECRET_PW) || strstr(r->out, SECRET_PW))
       fail_msg("warren %s %s: exit %d, want %d:\n%s", cli[i].args[0] ? cli[i].args[0] : "",
-               cli[i].args[0] && cli[i].args[1] ? cli[i].args[1] : "", r->code, cli[i].code, r->err);
+               cli[i].args[0] && cli[i].args[1] ? cli[i].args[1] : "", r->code, cli[i].code,
+               r->err);
   }
   /* the broker unreachable: exit 1, password masked */
   const char *largs[] = {"dlq", "list", "--queue", E2E_QUEUE, NULL};
@@ -275,8 +301,12 @@ static void *inflight_run(void *arg) {
   char url[512];
   snprintf(url, sizeof url, "%s%s", f->base, f->path);
   const char *h[] = {"Content-Type: application/json", NULL};
-  wr_http_request rq = {.method = f->method, .url = url, .headers = h, .body = text,
-                        .body_len = strlen(text), .timeout_ms = 60000};
+  wr_http_request rq = {.method = f->method,
+                        .url = url,
+                        .headers = h,
+                        .body = text,
+                        .body_len = strlen(text),
+                        .timeout_ms = 60000};
   wr_http_response res;
   if (wr_http_do(&rq, &res, NULL) == 0) {
     f->resp.status = res.status;
@@ -325,7 +355,10 @@ static void sigterm_finishes_inflight(void **state) {
   PQclear(wt_pg_exec(lk, sql));
   char path[128];
   snprintf(path, sizeof path, "/customers/%s", id);
-  struct inflight f = {.e = e, .method = "PATCH", .base = e->customer.url, .path = path,
+  struct inflight f = {.e = e,
+                       .method = "PATCH",
+                       .base = e->customer.url,
+                       .path = path,
                        .body = json_pack("{s:s}", "name", "during shutdown")};
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, inflight_run, &f), 0);
@@ -367,7 +400,10 @@ static void sigterm_finishes_inflight(void **state) {
   PQclear(wt_pg_exec(lk, "BEGIN"));
   snprintf(sql, sizeof sql, "SELECT 1 FROM customer_view WHERE id = '%s' FOR UPDATE", id);
   PQclear(wt_pg_exec(lk, sql));
-  struct inflight g = {.e = e, .method = "POST", .base = e->order.url, .path = "/orders",
+  struct inflight g = {.e = e,
+                       .method = "POST",
+                       .base = e->order.url,
+                       .path = "/orders",
                        .body = json_pack("{s:s,s:i,s:s}", "customer_id", id, "amount_cents", 999,
                                          "currency", "EUR")};
   assert_int_equal(pthread_create(&th, NULL, inflight_run, &g), 0);

@@ -10,7 +10,9 @@
  *   false), requests answer 503 unavailable; ready again when it is back. */
 #include "e2e.h"
 
-static int setup(void **state) { return e2e_setup_state(state, "readiness"); }
+static int setup(void **state) {
+  return e2e_setup_state(state, "readiness");
+}
 
 /* GET /readyz: status and the value of one check ("" = not present). */
 static int readyz(const dk_proc *p, const char *check, bool *value) {
@@ -110,8 +112,12 @@ static void mgmt(const char *method, const char *path, const char *body) {
   wr_base64_encode("guest:guest", 11, false, b64, sizeof b64);
   snprintf(auth, sizeof auth, "Authorization: Basic %s", b64);
   const char *h[] = {auth, "Content-Type: application/json", NULL};
-  wr_http_request rq = {.method = method, .url = url, .headers = h, .body = body,
-                        .body_len = body ? strlen(body) : 0, .timeout_ms = 30000};
+  wr_http_request rq = {.method = method,
+                        .url = url,
+                        .headers = h,
+                        .body = body,
+                        .body_len = body ? strlen(body) : 0,
+                        .timeout_ms = 30000};
   wr_http_response res;
   wr_err err = {0};
   if (wr_http_do(&rq, &res, &err) != 0)

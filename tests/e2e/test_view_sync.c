@@ -15,7 +15,9 @@
 static const char *const TOKEN_ENV[] = {"WARREN_ADMIN_TOKEN=" E2E_TOKEN, NULL};
 static const char *const AUTH[] = {"Authorization: Bearer " E2E_TOKEN, NULL};
 
-static int setup(void **state) { return e2e_setup_state(state, "view_sync"); }
+static int setup(void **state) {
+  return e2e_setup_state(state, "view_sync");
+}
 
 /* ---- change traffic ------------------------------------------------------------------- */
 
@@ -23,7 +25,7 @@ struct churn {
   e2e *e;
   json_t *ids; /* borrowed */
   unsigned seed;
-  int ops;              /* how many (0: until *stop) */
+  int ops; /* how many (0: until *stop) */
   volatile int *stop;
   int done, errors;
 };
@@ -53,9 +55,12 @@ static void *churn_run(void *arg) {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     const char *h[] = {"Content-Type: application/json", NULL};
-    wr_http_request rq = {.method = text ? "PATCH" : "DELETE", .url = url,
-                          .headers = text ? h : NULL, .body = text,
-                          .body_len = text ? strlen(text) : 0, .timeout_ms = 60000};
+    wr_http_request rq = {.method = text ? "PATCH" : "DELETE",
+                          .url = url,
+                          .headers = text ? h : NULL,
+                          .body = text,
+                          .body_len = text ? strlen(text) : 0,
+                          .timeout_ms = 60000};
     wr_http_response res;
     int rc = wr_http_do(&rq, &res, NULL);
     free(text);
@@ -74,8 +79,8 @@ static void *churn_run(void *arg) {
 static void churn_start(struct churn *w, pthread_t *th, int threads, e2e *e, json_t *ids, int ops,
                         volatile int *stop) {
   for (int t = 0; t < threads; t++) {
-    w[t] = (struct churn){.e = e, .ids = ids, .seed = (unsigned)(t * 7919 + 17), .ops = ops,
-                          .stop = stop};
+    w[t] = (struct churn){
+        .e = e, .ids = ids, .seed = (unsigned)(t * 7919 + 17), .ops = ops, .stop = stop};
     assert_int_equal(pthread_create(&th[t], NULL, churn_run, &w[t]), 0);
   }
 }
@@ -159,9 +164,9 @@ static void converges_after_changes(void **state) {
   /* deleted customers are tombstones in the view, never removed rows */
   long long deleted =
       e2e_scalar(e->customer_db, "SELECT count(*) FROM customers WHERE status = 'deleted'");
-  assert_int_equal(e2e_scalar(e->order_db,
-                              "SELECT count(*) FROM customer_view WHERE status = 'deleted'"),
-                   deleted);
+  assert_int_equal(
+      e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view WHERE status = 'deleted'"),
+      deleted);
   json_decref(ids);
 }
 
@@ -292,7 +297,8 @@ static void reconcile_repairs(void **state) {
   for (int i = 10; i < 20; i++)
     for (int k = 0; k < 2; k++) {
       char path[128];
-      snprintf(path, sizeof path, "/customers/%s", json_string_value(json_array_get(ids, (size_t)i)));
+      snprintf(path, sizeof path, "/customers/%s",
+               json_string_value(json_array_get(ids, (size_t)i)));
       e2e_resp r = e2e_json("PATCH", e->customer.url, path,
                             json_pack("{s:s}", "name", k ? "third" : "second"), NULL);
       E2E_EXPECT(r, 200, NULL);
@@ -335,8 +341,8 @@ static void reconcile_repairs(void **state) {
   assert_true(e2e_int(res, "buckets_differing") >= 1 && e2e_int(res, "buckets_differing") <= 25);
   json_decref(res);
   assert_int_equal(e2e_view_diff(e, true), 0);
-  assert_int_equal(e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view WHERE id LIKE 'ghost-%%'"),
-                   0);
+  assert_int_equal(
+      e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view WHERE id LIKE 'ghost-%%'"), 0);
   assert_int_equal(e2e_metric(&e->order, "order_reconcile_discrepancies_total"), 25);
   assert_int_equal(e2e_metric(&e->order, "order_reconcile_repairs_total"), 25);
   res = reconcile(e);
@@ -349,8 +355,8 @@ static void reconcile_repairs(void **state) {
     const char *id = json_string_value(json_array_get(ids, (size_t)(i ? 100 : 10)));
     char path[128];
     snprintf(path, sizeof path, "/customers/%s", id);
-    e2e_resp r = e2e_json("PATCH", e->customer.url, path,
-                          json_pack("{s:s}", "status", "suspended"), NULL);
+    e2e_resp r =
+        e2e_json("PATCH", e->customer.url, path, json_pack("{s:s}", "status", "suspended"), NULL);
     E2E_EXPECT(r, 200, NULL);
     long long v = e2e_int(r.json, "version");
     e2e_resp_free(&r);
@@ -388,14 +394,12 @@ static void reconcile_blind_spot(void **state) {
       fail_msg("the snapshot was not consumed");
     usleep(20000);
   }
-  assert_int_equal(e2e_scalar(e->order_db,
-                              "SELECT count(*) FROM customer_view WHERE name = 'tampered'"),
-                   1);
+  assert_int_equal(
+      e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view WHERE name = 'tampered'"), 1);
   /* the next change repairs it */
   char path[128];
   snprintf(path, sizeof path, "/customers/%s", id);
-  r = e2e_json("PATCH", e->customer.url, path, json_pack("{s:s}", "email", "b2@example.org"),
-               NULL);
+  r = e2e_json("PATCH", e->customer.url, path, json_pack("{s:s}", "email", "b2@example.org"), NULL);
   E2E_EXPECT(r, 200, NULL);
   e2e_resp_free(&r);
   e2e_wait_view(e, id, 2, NULL, 30000);

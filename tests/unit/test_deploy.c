@@ -237,8 +237,7 @@ static void compose_matches_services(void **state) {
       char tick[160];
       snprintf(tick, sizeof tick, "`%s`", key);
       if (!strstr(services_md, tick))
-        fail_msg("docs/SERVICES.md does not document %s (listed by %s --help)", key,
-                 want[k].bin);
+        fail_msg("docs/SERVICES.md does not document %s (listed by %s --help)", key, want[k].bin);
     }
     json_t *env = json_object_get(s, "environment");
     json_object_foreach(env, key, val) {
@@ -268,8 +267,10 @@ static void compose_matches_services(void **state) {
       long tgt = 0, pub = 0;
       if (json_is_object(v)) {
         json_t *jt = json_object_get(v, "target"), *jp = json_object_get(v, "published");
-        tgt = json_is_integer(jt) ? (long)json_integer_value(jt) : atol(json_string_value(jt) ? json_string_value(jt) : "0");
-        pub = json_is_integer(jp) ? (long)json_integer_value(jp) : atol(json_string_value(jp) ? json_string_value(jp) : "0");
+        tgt = json_is_integer(jt) ? (long)json_integer_value(jt)
+                                  : atol(json_string_value(jt) ? json_string_value(jt) : "0");
+        pub = json_is_integer(jp) ? (long)json_integer_value(jp)
+                                  : atol(json_string_value(jp) ? json_string_value(jp) : "0");
       } else if (json_is_string(v)) {
         sscanf(json_string_value(v), "%ld:%ld", &pub, &tgt);
       }
@@ -410,8 +411,10 @@ static void dockerfile_packages(void **state) {
         continue; /* base image (libc6, libgcc-s1) or sanitizer builds */
       char *pkg = NULL;
       if (sh(&pkg,
-             "p=$(ldconfig -p | awk -v l='%s' '$1 == l && /x86-64|x86_64|64bit/ {print $NF; exit}');"
-             " [ -n \"$p\" ] && dpkg -S \"$(readlink -f \"$p\")\" 2>/dev/null | head -1 | cut -d: -f1"
+             "p=$(ldconfig -p | awk -v l='%s' '$1 == l && /x86-64|x86_64|64bit/ {print $NF; "
+             "exit}');"
+             " [ -n \"$p\" ] && dpkg -S \"$(readlink -f \"$p\")\" 2>/dev/null | head -1 | cut -d: "
+             "-f1"
              " || dpkg -S \"$p\" | head -1 | cut -d: -f1",
              lib) != 0 ||
           !pkg[0])
