@@ -106,6 +106,15 @@ static bool known_exchange_type(const char *type) {
   return false;
 }
 
+bool wr_topology_max_age_valid(const char *s) {
+  if (!s)
+    return false;
+  size_t digits = strspn(s, "0123456789");
+  if (digits == 0 || digits > 9 || strspn(s, "0") == digits)
+    return false;
+  return s[digits] && strchr("YMDhms", s[digits]) && s[digits + 1] == '\0';
+}
+
 static int validate_args(const wr_queue_args *a) {
   if (a->type != WR_QUEUE_QUORUM && a->type != WR_QUEUE_CLASSIC)
     return WR_EINVAL;
@@ -123,7 +132,7 @@ static int validate_args(const wr_queue_args *a) {
     if (a->dead_letter_exchange || a->message_ttl_ms > 0 || a->delivery_limit > 0 ||
         a->at_least_once_dlx)
       return WR_EINVAL;
-    if (a->stream_max_age && !valid_name(a->stream_max_age, false))
+    if (a->stream_max_age && !wr_topology_max_age_valid(a->stream_max_age))
       return WR_EINVAL;
     return 0;
   }

@@ -60,10 +60,16 @@ typedef struct wr_queue_args {
   bool single_active_consumer;  /* x-single-active-consumer */
   bool at_least_once_dlx;       /* quorum: x-dead-letter-strategy=at-least-once +
                                    x-overflow=reject-publish */
-  const char *stream_max_age;   /* streams: x-max-age ("7D") */
+  const char *stream_max_age;   /* streams: x-max-age ("7D"; see
+                                   wr_topology_max_age_valid) */
   int64_t stream_max_bytes;     /* streams: x-max-length-bytes */
   bool stream;                  /* x-queue-type=stream (overrides type) */
 } wr_queue_args;
+
+/* True if s is a stream retention age the broker accepts: a positive number followed
+ * by one unit, Y (years), M (months), D (days), h, m or s ("7D", "12h"). The broker
+ * refuses anything else when the stream is declared. Cannot fail. */
+WR_EXPORT bool wr_topology_max_age_valid(const char *s);
 
 /* Adds a durable queue. Same name twice: no-op if the arguments are equal, else
  * WR_ECONFLICT (RabbitMQ would refuse the second declaration with 406). Strings are
@@ -71,7 +77,7 @@ typedef struct wr_queue_args {
  * WR_EINVAL for combinations the broker would refuse or ignore: delivery_limit or
  * at_least_once_dlx on a classic queue, at_least_once_dlx without a DLX, a routing key
  * without a DLX, a TTL outside 0..2^32-1, DLX/TTL/delivery limit on a stream, stream
- * options on a non-stream. A classic queue is declared without x-queue-type (the
+ * options on a non-stream, a stream_max_age that wr_topology_max_age_valid refuses. A classic queue is declared without x-queue-type (the
  * broker's default), so queues declared earlier without it stay equivalent. */
 WR_EXPORT int wr_topology_queue(wr_topology *t, const char *name, const wr_queue_args *args);
 
