@@ -251,5 +251,8 @@ const wr_http_route order_routes[] = {
     {"GET", "/orders/{id}", get_order, 0},
     {"POST", "/admin/reconcile", post_reconcile,
      WR_ROUTE_ADMIN | WR_ROUTE_JSON_BODY | WR_ROUTE_OPTIONAL_BODY},
+    {"POST", "/admin/replay", replay_http_post,
+     WR_ROUTE_ADMIN | WR_ROUTE_JSON_BODY | WR_ROUTE_OPTIONAL_BODY},
+    {"GET", "/admin/replay", replay_http_get, WR_ROUTE_ADMIN},
 };
 const size_t order_routes_n = sizeof order_routes / sizeof order_routes[0];

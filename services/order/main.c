@@ -20,6 +20,7 @@ typedef struct config {
   wr_service_std std;
   const char *customer_url, *reconcile_interval, *buckets, *page_size;
   const char *queue_type, *prefetch, *batch, *retry_delays, *delivery_limit, *log_max_age;
+  const char *partitions, *rebalance_interval, *replay_from, *replay_stream;
 } config;
 
 static unsigned reconcile_interval_s;
@@ -68,6 +69,31 @@ static int retry_until_done(const char *what, int (*fn)(app *, wr_err *), app *a
 }
 
 static int declare_step(app *a, wr_err *err) { return wr_consumer_declare(a->consumer, err); }
+
+/* --replay-from: the view from the retained log instead of the bulk API. Waits for the
+ * replay while watching for signals. Returns 0 (finished), the signal, or -1 (failed:
+ * logged; a missing log or a bad position does not get better by retrying). */
+static int startup_replay(app *a, const char *stream, const char *from) {
+  wr_err err = {0};
+  if (replay_start(a, stream, from, false, &err) != 0) {
+    wr_log_error(NULL, "replay of %s from %s: %s", stream, from, err.msg);
+    return -1;
+  }
+  for (;;) {
+    int sig = wr_signals_wait(200);
+    bool running = false;
+    int rc = replay_poll(a, &running);
+    if (sig) {
+      replay_stop(a);
+      return sig;
+    }
+    if (!running) {
+      if (rc != 0)
+        wr_log_error(NULL, "replay of %s from %s failed: %s", stream, from, wr_strerror(rc));
+      return rc ? -1 : 0;
+    }
+  }
+}
 static int catchup_step(app *a, wr_err *err) {
   long n = catchup_run(a, err);
   return n < 0 ? (int)n : 0;
@@ -76,7 +102,7 @@ static int catchup_step(app *a, wr_err *err) {
 int main(int argc, char **argv) {
   wr_signals_block();
   config cf = {0};
-  wr_option opts[WR_SERVICE_STD_N + 10];
+  wr_option opts[WR_SERVICE_STD_N + 14];
   wr_service_std_options(&cf.std, "the order database", "127.0.0.1:8082", opts);
   wr_option extra[] = {
       {"customer-service-url", "CUSTOMER_SERVICE_URL", "http://127.0.0.1:8081",
@@ -100,6 +126,19 @@ int main(int argc, char **argv) {
        "quorum x-delivery-limit (crash-loop guard; 0: none)", &cf.delivery_limit, false, false},
       {"event-log-max-age", "WARREN_EVENT_LOG_MAX_AGE", "7D",
        "retention of the order.events.log stream", &cf.log_max_age, false, false},
+      {"partitions", "WARREN_PARTITIONS", "0",
+       "consume as a partitioned group of N queues (0: one queue; docs/SCALING.md)",
+       &cf.partitions, false, false},
+      {"rebalance-interval", "WARREN_REBALANCE_INTERVAL_MS", "5000",
+       "partitioned: ms between checks that this instance holds no more than its share "
+       "(0: never hand partitions over)",
+       &cf.rebalance_interval, false, false},
+      {"replay-from", "WARREN_REPLAY_FROM", NULL,
+       "at start, load the view by replaying the customer event log from first, last, "
+       "next, an offset or an RFC 3339 time, instead of the bulk catch-up",
+       &cf.replay_from, false, false},
+      {"replay-stream", "WARREN_REPLAY_STREAM", CUSTOMER_V1_EXCHANGE ".log",
+       "the customer event log (stream queue) for replays", &cf.replay_stream, false, false},
   };
   memcpy(opts + WR_SERVICE_STD_N, extra, sizeof extra);
   wr_err err = {0};
@@ -108,7 +147,8 @@ int main(int argc, char **argv) {
                             sizeof opts / sizeof opts[0], argc, argv, &err);
   if (rc == 1)
     return 0;
-  unsigned buckets = 64, page = 1000, prefetch = 500, batch = 200, limit = 20;
+  unsigned buckets = 64, page = 1000, prefetch = 500, batch = 200, limit = 20, partitions = 0,
+           rebalance_ms = 5000;
   unsigned delays[8];
   int n_delays = 0;
   if (rc == 0)
@@ -124,10 +164,18 @@ int main(int argc, char **argv) {
     rc = wr_option_uint("batch-size", cf.batch, 1, 10000, &batch, &err);
   if (rc == 0)
     rc = wr_option_uint("delivery-limit", cf.delivery_limit, 0, 100000, &limit, &err);
+  if (rc == 0)
+    rc = wr_option_uint("partitions", cf.partitions, 0, WR_PARTITIONS_MAX, &partitions, &err);
+  if (rc == 0)
+    rc = wr_option_uint("rebalance-interval", cf.rebalance_interval, 0, 3600000, &rebalance_ms,
+                        &err);
   if (rc == 0 && (n_delays = parse_delays(cf.retry_delays, delays, 8)) < 0)
     rc = wr_err_set(&err, WR_EINVAL, "--retry-delays must be up to 8 positive ms values");
   if (rc == 0 && strcmp(cf.queue_type, "quorum") && strcmp(cf.queue_type, "classic"))
     rc = wr_err_set(&err, WR_EINVAL, "--queue-type must be quorum or classic");
+  if (rc == 0 && !wr_topology_max_age_valid(cf.log_max_age))
+    rc = wr_err_set(&err, WR_EINVAL,
+                    "--event-log-max-age must be a number and a unit (Y, M, D, h, m or s)");
   if (rc == 0 && strncmp(cf.customer_url, "http://", 7) != 0)
     rc = wr_err_set(&err, WR_EINVAL, "--customer-service-url must be an http:// URL");
   if (rc == 0)
@@ -216,6 +264,14 @@ int main(int argc, char **argv) {
   co.source_service = a.service;
   co.source_instance = a.instance;
   co.metrics = a.metrics;
+  co.partitions = partitions;
+  co.rebalance_interval_ms = rebalance_ms;
+  a.consumer_opts = &co;
+  a.replay_stream = cf.replay_stream;
+  if (replay_init(&a) != 0) {
+    wr_log_error(NULL, "out of memory");
+    return 1;
+  }
   if ((rc = wr_consumer_new(&co, &a.consumer, &err)) != 0 ||
       (rc = handlers_subscribe(&a, a.consumer)) != 0) {
     wr_log_error(NULL, "consumer: %s", rc == WR_EINVAL ? err.msg : wr_strerror(rc));
@@ -237,16 +293,20 @@ int main(int argc, char **argv) {
               cf.std.http_addr, wr_http_server_port(srv), redacted, a.customer_url);
 
   int sig = retry_until_done("declaring the consumer queue", declare_step, &a);
-  if (!sig)
+  if (!sig && cf.replay_from)
+    sig = startup_replay(&a, cf.replay_stream, cf.replay_from);
+  else if (!sig)
     sig = retry_until_done("catch-up", catchup_step, &a);
   pthread_t rec;
   bool rec_started = false;
   if (!sig) {
-    a.caught_up = 1;
+    /* started before it counts as caught up: an admin replay (allowed from then on)
+     * pauses a running consumer, never races its start */
     if ((rc = wr_consumer_start(a.consumer)) != 0) {
       wr_log_error(NULL, "consumer start: %s", wr_strerror(rc));
       sig = -1;
     }
+    a.caught_up = 1;
     rec_started = !sig && reconcile_interval_s > 0 &&
                   pthread_create(&rec, NULL, reconcile_loop, &a) == 0;
   }
@@ -257,6 +317,7 @@ int main(int argc, char **argv) {
   wr_http_server_stop(srv);
   if (rec_started)
     pthread_join(rec, NULL);
+  replay_free(&a); /* before the live consumer: a finishing replay may restart it */
   wr_consumer_stop(a.consumer);
   wr_consumer_join(a.consumer); /* commits and acks the batch in flight */
   wr_consumer_free(a.consumer);
