@@ -13,7 +13,7 @@
 
 typedef struct config {
   wr_service_std std;
-  const char *snapshot_interval, *snapshot_batch, *buckets;
+  const char *snapshot_interval, *snapshot_batch, *buckets, *log_max_age, *log_max_bytes;
 } config;
 
 static void *snapshot_loop(void *arg) {
@@ -31,7 +31,7 @@ static void *snapshot_loop(void *arg) {
 int main(int argc, char **argv) {
   wr_signals_block();
   config cf = {0};
-  wr_option opts[WR_SERVICE_STD_N + 3];
+  wr_option opts[WR_SERVICE_STD_N + 5];
   wr_service_std_options(&cf.std, "the customer database", "127.0.0.1:8081", opts);
   wr_option extra[] = {
       {"snapshot-interval", "WARREN_SNAPSHOT_INTERVAL", "0",
@@ -40,6 +40,13 @@ int main(int argc, char **argv) {
        &cf.snapshot_batch, false, false},
       {"buckets", "WARREN_RECONCILE_BUCKETS", "64", "reconciliation checksum buckets", &cf.buckets,
        false, false},
+      {"event-log-max-age", "WARREN_EVENT_LOG_MAX_AGE", NULL,
+       "keep every published event in the stream customer.events.log for this long (e.g. "
+       "7D, 12h; unset: no log) so consumers can replay it",
+       &cf.log_max_age, false, false},
+      {"event-log-max-bytes", "WARREN_EVENT_LOG_MAX_BYTES", "1073741824",
+       "size limit of customer.events.log (bytes; the oldest segments go first)",
+       &cf.log_max_bytes, false, false},
   };
   memcpy(opts + WR_SERVICE_STD_N, extra, sizeof extra);
   wr_err err = {0};
@@ -55,6 +62,16 @@ int main(int argc, char **argv) {
     rc = wr_option_uint("snapshot-batch", cf.snapshot_batch, 1, 10000, &batch, &err);
   if (rc == 0)
     rc = wr_option_uint("buckets", cf.buckets, 1, WR_SYNC_BUCKETS_MAX, &buckets, &err);
+  long long log_bytes = 0;
+  if (rc == 0) {
+    char *end;
+    log_bytes = strtoll(cf.log_max_bytes, &end, 10);
+    if (*end || end == cf.log_max_bytes || log_bytes < 1024 * 1024)
+      rc = wr_err_set(&err, WR_EINVAL, "--event-log-max-bytes must be at least 1048576");
+  }
+  if (rc == 0 && cf.log_max_age && !wr_topology_max_age_valid(cf.log_max_age))
+    rc = wr_err_set(&err, WR_EINVAL,
+                    "--event-log-max-age must be a number and a unit (Y, M, D, h, m or s)");
   if (rc == 0)
     rc = wr_service_std_apply(&cf.std, "customer", &err);
   if (rc) {
@@ -94,10 +111,23 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  /* The relay declares the domain exchange on every connect. */
+  /* The relay declares the domain exchange on every connect, and the retained log
+   * (a stream bound to it) when one is configured. */
   wr_topology *topo = NULL;
-  wr_topology_new(&topo);
-  wr_topology_exchange(topo, CUSTOMER_V1_EXCHANGE, "topic");
+  rc = wr_topology_new(&topo);
+  if (rc == 0)
+    rc = wr_topology_exchange(topo, CUSTOMER_V1_EXCHANGE, "topic");
+  if (rc == 0 && cf.log_max_age) {
+    wr_queue_args log_args = {.stream = true, .stream_max_age = cf.log_max_age,
+                              .stream_max_bytes = log_bytes};
+    rc = wr_topology_queue(topo, CUSTOMER_V1_EXCHANGE ".log", &log_args);
+    if (rc == 0)
+      rc = wr_topology_bind(topo, CUSTOMER_V1_EXCHANGE ".log", CUSTOMER_V1_EXCHANGE, "#");
+  }
+  if (rc) {
+    wr_log_error(NULL, "topology: %s", wr_strerror(rc));
+    return 1;
+  }
   wr_conn_opts amqp = WR_CONN_OPTS_INIT;
   amqp.urls = cf.std.amqp_url;
   amqp.cacert = cf.std.amqp_cacert;
