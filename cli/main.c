@@ -5,14 +5,23 @@
  *   warren dlq replay  --queue Q (--id ID ... | --type T | --all)
  *   warren dlq purge   --queue Q (--id ID ... | --type T | --all) [--yes]
  *   warren topology    --queue Q --events PKG[,PKG] [--queue-type quorum|classic]
- *                      [--retry-delays MS,...] [--delivery-limit N] [--apply]
+ *                      [--retry-delays MS,...] [--delivery-limit N] [--partitions N]
+ *                      [--apply]
+ *   warren replay      --from first|last|next|OFFSET|RFC3339 --into URL
+ *                      [--stream S] [--admin-token T] [--timeout SECONDS]
+ *
+ * `replay` drives a running consumer service (its POST /admin/replay): the service runs
+ * its own handlers over the retained log (a stream queue such as customer.events.log)
+ * with its inbox and version guard; this command starts the run, follows it and prints
+ * the outcome. The admin token comes from --admin-token or WARREN_ADMIN_TOKEN.
  *
  * --queue names the work queue ("order.customer-sync") or its DLQ
  * ("order.customer-sync.dlq"). The broker comes from --amqp-url or WARREN_AMQP_URL
  * (CA file: --amqp-cacert / WARREN_AMQP_CACERT).
  *
- * Exit codes: 0 done; 1 broker or I/O failure; 2 usage error; 3 queue or message not
- * found; 4 purge not confirmed. Errors go to stderr as one line "warren: ...". */
+ * Exit codes: 0 done; 1 broker, service or I/O failure (a replay that failed or is
+ * already running); 2 usage error; 3 queue, message or stream not found; 4 purge not
+ * confirmed. Errors go to stderr as one line "warren: ...". */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,7 +50,11 @@ static void usage(FILE *f) {
           "                                                 republish to the original exchange\n"
           "  dlq purge   --queue Q (--id ID... | --type T | --all) [--yes]\n"
           "  topology    --queue Q --events PKG[,PKG] [--queue-type quorum|classic]\n"
-          "              [--retry-delays MS,...] [--delivery-limit N] [--apply]\n"
+          "              [--retry-delays MS,...] [--delivery-limit N] [--partitions N]\n"
+          "              [--apply]\n"
+          "  replay      --from first|last|next|OFFSET|RFC3339 --into SERVICE_URL\n"
+          "              [--stream S] [--admin-token T] [--timeout SECONDS]\n"
+          "                                                 the service replays a retained log\n"
           "  version\n"
           "\n"
           "Q is a work queue (order.customer-sync) or its DLQ (order.customer-sync.dlq).\n"
@@ -66,6 +79,7 @@ static int die(int code, const char *fmt, ...) {
 typedef struct args {
   const char *amqp_url, *cacert;
   const char *queue, *type, *events, *queue_type, *retry_delays, *delivery_limit;
+  const char *partitions, *stream, *from, *into, *admin_token, *timeout;
   const char *ids[256];
   size_t n_ids;
   size_t limit;
@@ -101,6 +115,18 @@ static int parse_args(int argc, char **argv, int i, args *a) {
       dest = &a->retry_delays;
     } else if (!strcmp(o, "--delivery-limit")) {
       dest = &a->delivery_limit;
+    } else if (!strcmp(o, "--partitions")) {
+      dest = &a->partitions;
+    } else if (!strcmp(o, "--stream")) {
+      dest = &a->stream;
+    } else if (!strcmp(o, "--from")) {
+      dest = &a->from;
+    } else if (!strcmp(o, "--into")) {
+      dest = &a->into;
+    } else if (!strcmp(o, "--admin-token")) {
+      dest = &a->admin_token;
+    } else if (!strcmp(o, "--timeout")) {
+      dest = &a->timeout;
     } else if (!strcmp(o, "--amqp-url")) {
       dest = &a->amqp_url;
     } else if (!strcmp(o, "--amqp-cacert")) {
@@ -359,17 +385,32 @@ static int cmd_topology(const args *a) {
     }
     q.n_retry_delays = n;
   }
+  unsigned partitions = 0;
+  if (a->partitions) {
+    char *end;
+    unsigned long v = strtoul(a->partitions, &end, 10);
+    if (*end || end == a->partitions || v > WR_PARTITIONS_MAX)
+      return die(EXIT_USAGE, "--partitions must be 0..%d", WR_PARTITIONS_MAX);
+    partitions = (unsigned)v;
+  }
+  wr_partitioned_queue pq = {.queue = q.queue, .partitions = partitions, .type = q.type,
+                             .retry_delays_ms = q.retry_delays_ms,
+                             .n_retry_delays = q.n_retry_delays,
+                             .delivery_limit = q.delivery_limit};
+  char hash_x[300];
+  wr_topology_partition_exchange_name(a->queue, hash_x, sizeof hash_x);
   wr_topology *t;
   if (wr_topology_new(&t) != 0)
     return die(EXIT_FAIL, "out of memory");
   int rc = 0;
-  /* exchanges first, then the consumer's queues, then the bindings */
+  /* exchanges first, then the consumer's queues, then the bindings (a partitioned
+   * group binds its hash exchange, not a queue) */
   char pkgs[512];
   snprintf(pkgs, sizeof pkgs, "%s", a->events);
   size_t matched = 0;
   for (int pass = 0; pass < 2 && rc == 0; pass++) {
     if (pass == 1)
-      rc = wr_topology_consumer_queue(t, &q);
+      rc = partitions ? wr_topology_partitioned_queue(t, &pq) : wr_topology_consumer_queue(t, &q);
     char buf[512];
     memcpy(buf, pkgs, sizeof buf);
     for (char *save, *pkg = strtok_r(buf, ",", &save); pkg && rc == 0;
@@ -386,7 +427,9 @@ static int cmd_topology(const args *a) {
         if (pass == 0) {
           rc = wr_topology_exchange(t, s->events[e].exchange, "topic");
         } else {
-          rc = wr_topology_bind(t, a->queue, s->events[e].exchange, s->events[e].type);
+          rc = partitions ? wr_topology_bind_exchange(t, hash_x, s->events[e].exchange,
+                                                      s->events[e].type)
+                          : wr_topology_bind(t, a->queue, s->events[e].exchange, s->events[e].type);
           matched++;
         }
       }
@@ -414,6 +457,122 @@ static int cmd_topology(const args *a) {
   }
   wr_topology_free(t);
   return code;
+}
+
+/* ---- replay --------------------------------------------------------------------- */
+
+/* POSTs or GETs {base}/admin/replay. On 0, *status and *out (caller decrefs; NULL if
+ * the body was not JSON). */
+static int replay_call(const char *base, const char *token, const char *body, int *status,
+                       json_t **out, wr_err *err) {
+  char url[1100], auth[600];
+  snprintf(url, sizeof url, "%s/admin/replay", base);
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+  const char *headers[] = {auth, "Content-Type: application/json", "Accept: application/json",
+                           NULL};
+  wr_http_request req = {.method = body ? "POST" : "GET", .url = url, .headers = headers,
+                         .body = body, .body_len = body ? strlen(body) : 0, .timeout_ms = 15000};
+  wr_http_response res;
+  int rc = wr_http_do(&req, &res, err);
+  if (rc != 0)
+    return rc;
+  *status = res.status;
+  *out = json_loadb(res.body, res.len, 0, NULL);
+  wr_http_response_free(&res);
+  return 0;
+}
+
+static const char *jstr(json_t *o, const char *key) {
+  const char *v = json_string_value(json_object_get(o, key));
+  return v ? v : "";
+}
+
+static long long jint(json_t *o, const char *key) {
+  return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static int cmd_replay(const args *a) {
+  if (!a->from || !a->into)
+    return die(EXIT_USAGE, "replay needs --from and --into");
+  if (strncmp(a->into, "http://", 7) != 0 || strlen(a->into) > 1000)
+    return die(EXIT_USAGE, "--into must be the service's http:// base URL");
+  const char *token = a->admin_token ? a->admin_token : getenv("WARREN_ADMIN_TOKEN");
+  if (!token || !*token)
+    return die(EXIT_USAGE, "no admin token: give --admin-token or set WARREN_ADMIN_TOKEN");
+  if (strlen(token) > 512)
+    return die(EXIT_USAGE, "admin token too long");
+  unsigned long timeout_s = 3600;
+  if (a->timeout) {
+    char *end;
+    timeout_s = strtoul(a->timeout, &end, 10);
+    if (*end || end == a->timeout || timeout_s == 0 || timeout_s > 7 * 86400)
+      return die(EXIT_USAGE, "--timeout must be 1..604800 seconds");
+  }
+  char base[1001];
+  snprintf(base, sizeof base, "%s", a->into);
+  while (strlen(base) > 7 && base[strlen(base) - 1] == '/')
+    base[strlen(base) - 1] = '\0';
+  json_t *req = json_pack("{s:s}", "from", a->from);
+  if (req && a->stream)
+    json_object_set_new(req, "stream", json_string(a->stream));
+  char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+  json_decref(req);
+  if (!body)
+    return die(EXIT_FAIL, "out of memory");
+  wr_err err = {0};
+  int status = 0;
+  json_t *out = NULL;
+  int rc = replay_call(base, token, body, &status, &out, &err);
+  free(body);
+  if (rc != 0)
+    return die(EXIT_FAIL, "%s: %s", base, err.msg);
+  if (status != 202) {
+    json_t *e = json_object_get(out, "error");
+    int code = status == 422 ? EXIT_USAGE : EXIT_FAIL;
+    code = die(code, "%s refused the replay (HTTP %d): %s", base, status,
+               e ? jstr(e, "message") : "no explanation");
+    json_decref(out);
+    return code;
+  }
+  fprintf(stderr, "replay of %s from %s started on %s\n", jstr(out, "stream"), a->from, base);
+  json_decref(out);
+  time_t deadline = time(NULL) + (time_t)timeout_s;
+  long long shown = -1;
+  for (;;) {
+    usleep(500000);
+    out = NULL;
+    rc = replay_call(base, token, NULL, &status, &out, &err);
+    if (rc != 0 || status != 200 || !out) {
+      json_decref(out);
+      return die(EXIT_FAIL, "%s: status not readable: %s", base,
+                 rc ? err.msg : "unexpected answer");
+    }
+    const char *st = jstr(out, "status");
+    long long off = jint(out, "offset");
+    if (!strcmp(st, "running")) {
+      if (off != shown) {
+        fprintf(stderr, "  offset %lld of %lld, applied %lld\n", off, jint(out, "end"),
+                jint(out, "applied"));
+        shown = off;
+      }
+      json_decref(out);
+      if (time(NULL) > deadline)
+        return die(EXIT_FAIL, "replay still running after %lu s (it goes on in the service)",
+                   timeout_s);
+      continue;
+    }
+    printf("replay %s: stream %s from %s, applied %lld, duplicates %lld, stale %lld, "
+           "retried %lld, dead-lettered %lld, last offset %lld (end %lld)%s%s\n",
+           st, jstr(out, "stream"), jstr(out, "from"), jint(out, "applied"),
+           jint(out, "duplicates"), jint(out, "stale"), jint(out, "retried"),
+           jint(out, "dead_lettered"), off, jint(out, "end"), *jstr(out, "error") ? ": " : "",
+           jstr(out, "error"));
+    int code = !strcmp(st, "finished") ? EXIT_OK
+               : strstr(jstr(out, "error"), "not found") ? EXIT_NOTFOUND
+                                                          : EXIT_FAIL;
+    json_decref(out);
+    return code;
+  }
 }
 
 int main(int argc, char **argv) {
@@ -457,6 +616,10 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "topology")) {
     int rc = parse_args(argc, argv, i, &a);
     return rc ? rc : cmd_topology(&a);
+  }
+  if (!strcmp(cmd, "replay")) {
+    int rc = parse_args(argc, argv, i, &a);
+    return rc ? rc : cmd_replay(&a);
   }
   usage(stderr);
   return die(EXIT_USAGE, "unknown command %s", cmd);
