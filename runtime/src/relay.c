@@ -1008,6 +1008,16 @@ static unsigned cap_to_deadline(const wr_relay *r, unsigned ms) {
 /* The thread: cycles until stopped. After stop() it keeps going until the outbox is
  * empty (including rows in flight at other relays and rows waiting for their retry)
  * or the deadline passes; the batch in flight is always settled first. */
+/* While draining: true when the outbox is empty, asked on the database connection if it
+ * is up and idle (no batch in flight). Lets a stop finish at once when the broker is out
+ * of reach but nothing waits, instead of backing off until the deadline and reporting
+ * rows that do not exist. */
+static bool drained(wr_relay *r) {
+  PGconn *pg = r->b.pg;
+  return pg && !r->b.active && !wr_db_broken(pg) && PQtransactionStatus(pg) == PQTRANS_IDLE &&
+         wr_outbox_pending(pg, NULL) == 0;
+}
+
 static void *relay_main(void *arg) {
   wr_relay *r = arg;
   unsigned streak = 0;
@@ -1015,6 +1025,10 @@ static void *relay_main(void *arg) {
     bool draining = __atomic_load_n(&r->draining, __ATOMIC_ACQUIRE);
     if (draining && wr_mono_ns() >= r->drain_deadline_ns) {
       r->drain_rc = WR_ETIMEDOUT;
+      break;
+    }
+    if (draining && drained(r)) {
+      r->drain_rc = 0;
       break;
     }
     size_t claimed = 0, published = 0;
