@@ -10,7 +10,12 @@
  * second one is judged against the first one's committed version.
  *
  * Inside a consumer, handlers use wr_msg_guard (consumer.c), which decides a whole
- * batch with one read and one write; its rule is the same as here. */
+ * batch with one read and one write; its rule is the same as here.
+ *
+ * wr_guard_advance_many is the same upsert over unnest()ed arrays: one round trip for
+ * a whole catch-up page instead of one per aggregate. RETURNING names the rows that
+ * were written; they are matched back to the caller's order by id (ids are distinct,
+ * which also keeps ON CONFLICT from meeting one row twice, an error in PostgreSQL). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,18 @@ static const char advance_sql[] =
     " WHERE $6::boolean OR (v.version < EXCLUDED.version"
     " AND (NOT v.tombstone OR EXCLUDED.tombstone))"
     " RETURNING 1";
+
+static const char advance_many_sql[] =
+    "INSERT INTO warren_versions AS v (scope, aggregate_type, aggregate_id, version,"
+    " tombstone, updated_at)"
+    " SELECT $1, $2, k.id, k.ver, k.tomb, now()"
+    " FROM unnest($3::text[], $4::bigint[], $5::boolean[]) AS k(id, ver, tomb)"
+    " ORDER BY k.id"
+    " ON CONFLICT (scope, aggregate_type, aggregate_id) DO UPDATE"
+    " SET version = EXCLUDED.version, tombstone = EXCLUDED.tombstone,"
+    " updated_at = EXCLUDED.updated_at"
+    " WHERE v.version < EXCLUDED.version AND (NOT v.tombstone OR EXCLUDED.tombstone)"
+    " RETURNING v.aggregate_id";
 
 static const char get_sql[] =
     "SELECT version, tombstone FROM warren_versions"
@@ -66,6 +83,134 @@ int wr_guard_advance(PGconn *c, const char *scope, const char *aggregate_type,
   if (rc == 0)
     rc = PQntuples(r) > 0 ? 1 : 0;
   PQclear(r);
+  return rc;
+}
+
+/* A growable text buffer for PostgreSQL array literals. */
+typedef struct abuf {
+  char *p;
+  size_t len, cap;
+  bool oom;
+} abuf;
+
+static void ab_put(abuf *b, const char *s, size_t n) {
+  if (b->oom)
+    return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+      b->oom = true;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+/* Appends s as a double-quoted array element: no value can end its element early. */
+static void ab_quoted(abuf *b, const char *s) {
+  ab_put(b, "\"", 1);
+  for (const char *run = s;;) {
+    size_t n = strcspn(run, "\"\\");
+    ab_put(b, run, n);
+    if (!run[n])
+      break;
+    ab_put(b, "\\", 1);
+    ab_put(b, run + n, 1);
+    run += n + 1;
+  }
+  ab_put(b, "\"", 1);
+}
+
+typedef struct id_ref {
+  const char *id;
+  size_t i;
+} id_ref;
+
+static int id_ref_cmp(const void *a, const void *b) {
+  return strcmp(((const id_ref *)a)->id, ((const id_ref *)b)->id);
+}
+
+int wr_guard_advance_many(PGconn *c, const char *scope, const char *aggregate_type, size_t n,
+                          const char *const *ids, const uint64_t *versions, const bool *tombstones,
+                          bool *applied, wr_err *err) {
+  if (!c || !ids || !versions)
+    return wr_err_set(err, WR_EINVAL, "version guard: NULL connection, ids or versions");
+  if (!scope || !*scope || !aggregate_type || !*aggregate_type)
+    return wr_err_set(err, WR_EINVAL, "version guard: scope and aggregate type are required");
+  if (n > WR_GUARD_BATCH_MAX)
+    return wr_err_set(err, WR_EINVAL, "version guard: %zu aggregates in one call (max %u)", n,
+                      WR_GUARD_BATCH_MAX);
+  for (size_t i = 0; i < n; i++) {
+    if (!ids[i] || !*ids[i])
+      return wr_err_set(err, WR_EINVAL, "version guard: aggregate %zu has no id", i);
+    if (versions[i] == 0 || versions[i] > (uint64_t)INT64_MAX)
+      return wr_err_set(err, WR_EINVAL,
+                        "version guard: version %" PRIu64
+                        " of aggregate %zu out of range 1..%" PRId64,
+                        versions[i], i, INT64_MAX);
+  }
+  if (applied)
+    memset(applied, 0, n * sizeof *applied);
+  if (n == 0)
+    return 0;
+  id_ref *order = malloc(n * sizeof *order);
+  if (!order)
+    return wr_err_set(err, WR_ENOMEM, "version guard: out of memory");
+  for (size_t i = 0; i < n; i++)
+    order[i] = (id_ref){ids[i], i};
+  qsort(order, n, sizeof *order, id_ref_cmp);
+  for (size_t i = 1; i < n; i++)
+    if (strcmp(order[i - 1].id, order[i].id) == 0) {
+      free(order);
+      return wr_err_set(err, WR_EINVAL, "version guard: aggregate id \"%.64s\" given twice",
+                        order[i].id);
+    }
+  abuf bi = {0}, bv = {0}, bt = {0};
+  ab_put(&bi, "{", 1);
+  ab_put(&bv, "{", 1);
+  ab_put(&bt, "{", 1);
+  for (size_t i = 0; i < n; i++) {
+    char num[24];
+    int len = snprintf(num, sizeof num, "%s%" PRIu64, i ? "," : "", versions[i]);
+    if (i)
+      ab_put(&bi, ",", 1);
+    ab_quoted(&bi, ids[i]);
+    ab_put(&bv, num, (size_t)len);
+    ab_put(&bt, i ? "," : "", i ? 1 : 0);
+    ab_put(&bt, tombstones && tombstones[i] ? "t" : "f", 1);
+  }
+  ab_put(&bi, "}", 1);
+  ab_put(&bv, "}", 1);
+  ab_put(&bt, "}", 1);
+  int rc;
+  if (bi.oom || bv.oom || bt.oom) {
+    rc = wr_err_set(err, WR_ENOMEM, "version guard: out of memory");
+  } else {
+    const char *params[5] = {scope, aggregate_type, bi.p, bv.p, bt.p};
+    PGresult *r = PQexecParams(c, advance_many_sql, 5, NULL, params, NULL, NULL, 0);
+    rc = wr_db_check(c, r, PGRES_TUPLES_OK, "version guard", err);
+    if (rc == 0) {
+      rc = PQntuples(r);
+      for (int row = 0; applied && row < PQntuples(r); row++) {
+        id_ref key = {PQgetvalue(r, row, 0), 0};
+        const id_ref *hit = bsearch(&key, order, n, sizeof *order, id_ref_cmp);
+        if (hit)
+          applied[hit->i] = true;
+      }
+    }
+    PQclear(r);
+  }
+  free(bi.p);
+  free(bv.p);
+  free(bt.p);
+  free(order);
   return rc;
 }
 

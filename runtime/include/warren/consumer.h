@@ -284,6 +284,23 @@ WR_EXPORT int wr_guard_advance(PGconn *c, const char *scope, const char *aggrega
                                const char *aggregate_id, uint64_t version, unsigned flags,
                                wr_err *err);
 
+/* Batch form of wr_guard_advance (catch-up pages, bulk loads): the same rule for n
+ * aggregates of one type in one scope, in one statement that takes the row locks in
+ * id order (so concurrent callers cannot deadlock on each other). Aggregate i is
+ * ids[i] at versions[i], a deletion when tombstones[i] (tombstones may be NULL: none
+ * is). applied[i] (applied may be NULL) receives its verdict: true = recorded, apply
+ * it; false = stale or tombstoned. Ids must be distinct. Runs inside the caller's
+ * transaction (or autocommit); the statement is atomic: on failure nothing of it is
+ * written (and an open transaction is aborted). Returns the number applied (0..n;
+ * 0 for n == 0 without a round trip), WR_EDB, WR_ENOMEM, or WR_EINVAL (NULL
+ * connection, scope, type, ids or versions; an empty scope, type or id; a version 0
+ * or above INT64_MAX; a repeated id; n above WR_GUARD_BATCH_MAX). Nothing is kept
+ * after the call. */
+#define WR_GUARD_BATCH_MAX 100000u
+WR_EXPORT int wr_guard_advance_many(PGconn *c, const char *scope, const char *aggregate_type,
+                                    size_t n, const char *const *ids, const uint64_t *versions,
+                                    const bool *tombstones, bool *applied, wr_err *err);
+
 /* The stored version (0 if none) and whether it is a tombstone. 0, WR_EDB, or
  * WR_EINVAL (NULL arguments, empty scope/type/id). */
 WR_EXPORT int wr_guard_get(PGconn *c, const char *scope, const char *aggregate_type,
