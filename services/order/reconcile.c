@@ -198,8 +198,11 @@ static int reconcile_bucket(app *a, PGconn *c, unsigned b, reconcile_result *res
   const char **todo = NULL;
   size_t ntodo = 0;
   if (rc == 0) {
-    qsort(remote.v, remote.n, sizeof *remote.v, cmp_member);
-    qsort(local.v, local.n, sizeof *local.v, cmp_member);
+    /* an empty side has no array at all: qsort(NULL, 0, ...) is undefined */
+    if (remote.n)
+      qsort(remote.v, remote.n, sizeof *remote.v, cmp_member);
+    if (local.n)
+      qsort(local.v, local.n, sizeof *local.v, cmp_member);
     todo = malloc((remote.n + 1) * sizeof *todo);
     if (!todo)
       rc = WR_ENOMEM;

@@ -251,8 +251,10 @@ static void catchup_from_empty(void **state) {
   assert_int_equal(e2e_stop(&e->order), 0);
   churn_start(w, th, 4, e, ids, 50, NULL);
   churn_join(w, th, 4);
-  /* the relay publishes after the commits: let it finish before counting the queue */
-  wait_outbox_drained(e, 30000);
+  /* the relay publishes after the commits: let it finish before counting the queue
+   * (rows returned while no queue was bound wait up to the relay's retry_max_ms, 60 s,
+   * between attempts; on a loaded machine or under ASan they may still be waiting) */
+  wait_outbox_drained(e, 120000);
   long queued = e2e_depth(e, E2E_QUEUE);
   wt_db_drop(e->order_db);
   PGconn *adm = wt_pg_connect(wt_require("WARREN_PG_URL"));
