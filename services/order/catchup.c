@@ -18,19 +18,21 @@
 struct load {
   app *a;
   PGconn *c;
+  view_batch *rows; /* one page, written set-based */
   int64_t max_updated_us;
   uint64_t applied, stale;
   wr_err *err;
 };
 
-/* One bulk-API item -> view_row. Returns 0 or WR_EJSON naming the problem. */
-static int parse_item(json_t *it, view_row *r, wr_err *err) {
+/* One bulk-API item into the page's batch. Returns 0, WR_EJSON naming the problem, or
+ * WR_ENOMEM. */
+static int add_item(json_t *it, view_batch *rows, int64_t *updated_us, wr_err *err) {
   const char *id, *name, *email, *status, *updated;
   json_int_t version;
   json_error_t je;
   if (json_unpack_ex(it, &je, JSON_STRICT, "{s:s,s:s,s:s,s:s,s:I,s:s,s:s}", "id", &id, "name",
-                     &name, "email", &email, "status", &status, "version", &version,
-                     "created_at", &updated, "updated_at", &updated) != 0)
+                     &name, "email", &email, "status", &status, "version", &version, "created_at",
+                     &updated, "updated_at", &updated) != 0)
     return wr_err_set(err, WR_EJSON, "bulk item: %s", je.text);
   int64_t secs;
   int32_t nanos;
@@ -39,40 +41,33 @@ static int parse_item(json_t *it, view_row *r, wr_err *err) {
       (strcmp(status, "active") && strcmp(status, "pending") && strcmp(status, "suspended") &&
        strcmp(status, "deleted")))
     return wr_err_set(err, WR_EJSON, "bulk item with invalid values (id \"%.64s\")", id);
-  memset(r, 0, sizeof *r);
-  snprintf(r->id, sizeof r->id, "%s", id);
-  snprintf(r->name, sizeof r->name, "%s", name);
-  snprintf(r->email, sizeof r->email, "%s", email);
-  snprintf(r->status, sizeof r->status, "%s", status);
-  r->version = (uint64_t)version;
-  r->source_updated_us = secs * 1000000 + nanos / 1000;
+  *updated_us = secs * 1000000 + nanos / 1000;
+  if (view_batch_add(rows, id, name, email, status, (uint64_t)version, *updated_us) != 0)
+    return wr_err_set(err, WR_ENOMEM, "catch-up: out of memory");
   return 0;
 }
 
+/* A page in one transaction: the guard and the view writes of all its customers in
+ * two statements (view_batch_apply_source), the watermark, COMMIT. */
 static int load_page(json_t *items, void *user) {
   struct load *l = user;
-  int rc = wr_db_exec(l->c, "BEGIN", l->err);
-  if (rc)
-    return rc;
   size_t i;
   json_t *it;
   int64_t page_max = l->max_updated_us;
-  uint64_t applied = 0, stale = 0;
+  int rc = 0;
+  view_batch_clear(l->rows);
   json_array_foreach(items, i, it) {
-    view_row r;
-    rc = parse_item(it, &r, l->err);
-    if (rc == 0)
-      rc = view_apply_source(l->c, &r, false, l->err);
-    if (rc < 0)
-      break;
-    if (rc == 1)
-      applied++;
-    else
-      stale++;
-    rc = 0;
-    if (r.source_updated_us > page_max)
-      page_max = r.source_updated_us;
+    int64_t upd;
+    if ((rc = add_item(it, l->rows, &upd, l->err)) != 0)
+      return rc;
+    if (upd > page_max)
+      page_max = upd;
   }
+  size_t applied = 0;
+  rc = wr_db_exec(l->c, "BEGIN", l->err);
+  if (rc)
+    return rc;
+  rc = view_batch_apply_source(l->c, l->rows, &applied, l->err);
   if (rc == 0)
     rc = view_watermark_set(l->c, page_max, l->err);
   if (rc == 0)
@@ -81,10 +76,11 @@ static int load_page(json_t *items, void *user) {
     wr_db_exec(l->c, "ROLLBACK", NULL);
     return rc;
   }
+  size_t n = json_array_size(items);
   l->max_updated_us = page_max;
   l->applied += applied;
-  l->stale += stale;
-  wr_counter_add(l->a->catchup_items, applied + stale);
+  l->stale += n - applied;
+  wr_counter_add(l->a->catchup_items, n);
   return 0;
 }
 
@@ -110,11 +106,16 @@ long catchup_run(app *a, wr_err *err) {
     snprintf(url, sizeof url, "%s/customers?limit=%u", a->customer_url, a->page_size);
   }
   struct load l = {.a = a, .c = c, .max_updated_us = wm, .err = err};
+  if (view_batch_new(&l.rows) != 0) {
+    wr_db_pool_release(a->pool, c);
+    return wr_err_set(err, WR_ENOMEM, "catch-up: out of memory");
+  }
   wr_sync_pager p = {.url = url, .timeout_ms = 30000, .retries = 5, .stop = &a->stopping};
   size_t pages = 0, items = 0;
   int64_t t0 = wr_mono_ns();
   rc = wr_sync_pages(&p, load_page, &l, &pages, &items, err);
   wr_db_pool_release(a->pool, c);
+  view_batch_free(l.rows);
   if (rc)
     return rc;
   double secs = (double)(wr_mono_ns() - t0) / 1e9;

@@ -2,7 +2,16 @@
  * consumer's transaction after the inbox check; the version guard (wr_msg_guard)
  * makes duplicates and late events harmless, and a Deleted event's tombstone stops a
  * late Updated from resurrecting the customer. Events are fat: every handler can
- * rebuild the row from the event alone. */
+ * rebuild the row from the event alone.
+ *
+ * Writes are set-based: a handler checks its event and asks the guard, then only
+ * buffers the row; the consumer's batch flush (wr_consumer_on_batch) writes the whole
+ * transaction's rows with one statement before the guard is saved and the
+ * transaction commits, and its discard hook forgets them when the transaction is
+ * rolled back. A statement per event would cap the consumer at the database's round
+ * trips (docs/PERFORMANCE.md). A flush that fails fails the transaction; the consumer
+ * then runs the batch one message per transaction, so a bad row is attributed to its
+ * own message. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +20,11 @@
 #include "view.h"
 
 #include "customer/v1/customer.warren.h"
+
+/* The rows buffered by the handlers of the transaction in progress. One consumer per
+ * process, and its handlers and hooks all run on its thread: allocated once by
+ * handlers_subscribe, it lives as long as the process. */
+static view_batch *pending;
 
 static const char *status_name(Customer__V1__CustomerStatus s) {
   switch (s) {
@@ -27,8 +41,12 @@ static const char *status_name(Customer__V1__CustomerStatus s) {
   }
 }
 
-/* Checks that the data agrees with the meta, then guards and upserts. A message
- * whose payload contradicts its own metadata is poison: dead-letter it. */
+static int64_t ts_us(const Google__Protobuf__Timestamp *t) {
+  return t ? t->seconds * 1000000 + t->nanos / 1000 : 0;
+}
+
+/* Checks that the data agrees with the meta, then guards and buffers the row. A
+ * message whose payload contradicts its own metadata is poison: dead-letter it. */
 static int apply_data(wr_msg *m, const Customer__V1__Customer *d) {
   const wr_meta *meta = wr_msg_meta(m);
   if (!d)
@@ -37,9 +55,8 @@ static int apply_data(wr_msg *m, const Customer__V1__Customer *d) {
     return wr_msg_fail(m, WR_EREJECT, "data.id \"%.64s\" differs from meta.aggregate_id \"%.64s\"",
                        d->id, meta->aggregate_id);
   if (d->version != meta->version)
-    return wr_msg_fail(m, WR_EREJECT,
-                       "data.version %" PRIu64 " differs from meta.version %" PRIu64, d->version,
-                       meta->version);
+    return wr_msg_fail(m, WR_EREJECT, "data.version %" PRIu64 " differs from meta.version %" PRIu64,
+                       d->version, meta->version);
   const char *st = status_name(d->status);
   if (!st)
     return wr_msg_fail(m, WR_EREJECT, "unknown customer status %d", (int)d->status);
@@ -48,18 +65,9 @@ static int apply_data(wr_msg *m, const Customer__V1__Customer *d) {
   int g = wr_msg_guard(m);
   if (g <= 0)
     return g; /* 0: stale or tombstoned, counted by the runtime; <0: retry */
-  view_row r = {.version = d->version};
-  snprintf(r.id, sizeof r.id, "%s", d->id);
-  snprintf(r.name, sizeof r.name, "%s", d->name);
-  snprintf(r.email, sizeof r.email, "%s", d->email);
-  snprintf(r.status, sizeof r.status, "%s", st);
-  if (d->updated_at)
-    r.source_updated_us = d->updated_at->seconds * 1000000 + d->updated_at->nanos / 1000;
-  wr_err err = {0};
-  int rc = strcmp(st, "deleted") == 0
-               ? view_tombstone(wr_msg_db(m), r.id, r.version, r.source_updated_us, &err)
-               : view_put(wr_msg_db(m), &r, &err);
-  return rc ? wr_msg_fail(m, WR_EHANDLER, "%s", err.msg) : 0;
+  if (view_batch_add(pending, d->id, d->name, d->email, st, d->version, ts_us(d->updated_at)) != 0)
+    return wr_msg_fail(m, WR_EHANDLER, "out of memory buffering the view row");
+  return 0;
 }
 
 static int on_created(wr_msg *m, const Customer__V1__CustomerCreated *ev, void *user) {
@@ -81,12 +89,19 @@ static int on_deleted(wr_msg *m, const Customer__V1__CustomerDeleted *ev, void *
   int g = wr_msg_guard(m); /* kind DELETED: leaves a tombstone in the guard */
   if (g <= 0)
     return g;
-  wr_err err = {0};
-  int64_t at = meta->occurred_at
-                   ? meta->occurred_at->seconds * 1000000 + meta->occurred_at->nanos / 1000
-                   : 0;
-  int rc = view_tombstone(wr_msg_db(m), meta->aggregate_id, meta->version, at, &err);
-  return rc ? wr_msg_fail(m, WR_EHANDLER, "%s", err.msg) : 0;
+  if (view_batch_add(pending, meta->aggregate_id, "", "", "deleted", meta->version,
+                     ts_us(meta->occurred_at)) != 0)
+    return wr_msg_fail(m, WR_EHANDLER, "out of memory buffering the view row");
+  return 0;
+}
+
+/* Batch hooks: write what the handlers buffered, or forget it. */
+static int flush(wr_consumer *c, PGconn *db, void *user, wr_err *err) {
+  return view_batch_write(db, user, err);
+}
+
+static void discard(wr_consumer *c, void *user) {
+  view_batch_clear(user);
 }
 
 int handlers_subscribe(app *a, wr_consumer *c) {
@@ -96,5 +111,10 @@ int handlers_subscribe(app *a, wr_consumer *c) {
       .on_customer_deleted = on_deleted,
       .on_customer_snapshot = on_snapshot,
   };
-  return customer_v1_subscribe(c, &h, a);
+  if (!pending && view_batch_new(&pending) != 0)
+    return WR_ENOMEM;
+  int rc = customer_v1_subscribe(c, &h, a);
+  if (rc == 0)
+    rc = wr_consumer_on_batch(c, flush, discard, pending);
+  return rc;
 }

@@ -2,6 +2,7 @@
 #include "view.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +61,7 @@ int view_put(PGconn *c, const view_row *r, wr_err *err) {
   char ver[24], upd[24];
   snprintf(ver, sizeof ver, "%" PRIu64, r->version);
   snprintf(upd, sizeof upd, "%" PRId64, r->source_updated_us);
-  const char *p[6] = {r->id, r->name, r->email, r->status, ver,
-                      r->source_updated_us ? upd : NULL};
+  const char *p[6] = {r->id, r->name, r->email, r->status, ver, r->source_updated_us ? upd : NULL};
   return command(c,
                  "INSERT INTO customer_view (id, name, email, status, version, source_updated_at) "
                  "VALUES ($1, $2, $3, $4, $5, to_timestamp($6::numeric / 1000000)) "
@@ -125,6 +125,342 @@ int view_apply_source(PGconn *c, const view_row *r, bool force, wr_err *err) {
   rc = deleted ? view_tombstone(c, r->id, r->version, r->source_updated_us, err)
                : view_put(c, r, err);
   return rc ? rc : 1;
+}
+
+/* ---- set-based writes ------------------------------------------------------------
+ *
+ * Rows live in one growable array plus one string arena (offsets, not pointers, so the
+ * arena may move when it grows). A write sorts the rows by (id, version, order added),
+ * keeps the last row of every id and sends the columns as six array parameters that
+ * unnest() turns back into rows: one statement, one round trip, whatever the batch
+ * size. The statement repeats view_put's and view_tombstone's effect per row, chosen
+ * by the status. */
+
+static const char batch_upsert_sql[] =
+    "INSERT INTO customer_view AS v (id, name, email, status, version, source_updated_at)"
+    " SELECT k.id, k.name, k.email, k.status, k.version,"
+    " to_timestamp(k.upd::numeric / 1000000)"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])"
+    " AS k(id, name, email, status, version, upd)"
+    " ORDER BY k.id"
+    " ON CONFLICT (id) DO UPDATE SET"
+    " name = CASE WHEN EXCLUDED.status = 'deleted' THEN v.name ELSE EXCLUDED.name END,"
+    " email = CASE WHEN EXCLUDED.status = 'deleted' THEN v.email ELSE EXCLUDED.email END,"
+    " status = EXCLUDED.status, version = EXCLUDED.version,"
+    " source_updated_at = CASE WHEN EXCLUDED.status = 'deleted'"
+    " THEN coalesce(EXCLUDED.source_updated_at, v.source_updated_at)"
+    " ELSE EXCLUDED.source_updated_at END,"
+    " synced_at = clock_timestamp()";
+
+typedef struct vb_row {
+  size_t id, name, email, status; /* offsets into the arena */
+  uint64_t version;
+  int64_t upd_us;
+  size_t seq;
+} vb_row;
+
+typedef struct abuf {
+  char *p;
+  size_t len, cap;
+  bool oom;
+} abuf;
+
+struct view_batch {
+  vb_row *rows;
+  size_t n, cap;
+  char *arena;
+  size_t alen, acap;
+  size_t *order; /* sorted row indexes, then the kept ones */
+  size_t *pre;   /* rows written before the kept ones (see merge) */
+  size_t order_cap;
+  abuf cols[6];     /* the array literals of a write */
+  const char **ids; /* guard arguments (catch-up) */
+  uint64_t *versions;
+  bool *tombs, *applied;
+  size_t guard_cap;
+};
+
+static void ab_reset(abuf *b) {
+  b->len = 0;
+  b->oom = false;
+  if (b->p)
+    b->p[0] = '\0';
+}
+
+static void ab_put(abuf *b, const char *s, size_t n) {
+  if (b->oom)
+    return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+      b->oom = true;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+/* s as a double-quoted array element (quotes and backslashes escaped). */
+static void ab_quoted(abuf *b, const char *s) {
+  ab_put(b, "\"", 1);
+  for (const char *run = s;;) {
+    size_t n = strcspn(run, "\"\\");
+    ab_put(b, run, n);
+    if (!run[n])
+      break;
+    ab_put(b, "\\", 1);
+    ab_put(b, run + n, 1);
+    run += n + 1;
+  }
+  ab_put(b, "\"", 1);
+}
+
+int view_batch_new(view_batch **out) {
+  *out = calloc(1, sizeof **out);
+  return *out ? 0 : WR_ENOMEM;
+}
+
+void view_batch_free(view_batch *b) {
+  if (!b)
+    return;
+  free(b->rows);
+  free(b->arena);
+  free(b->order);
+  free(b->pre);
+  for (int i = 0; i < 6; i++)
+    free(b->cols[i].p);
+  free(b->ids);
+  free(b->versions);
+  free(b->tombs);
+  free(b->applied);
+  free(b);
+}
+
+size_t view_batch_size(const view_batch *b) {
+  return b ? b->n : 0;
+}
+
+void view_batch_clear(view_batch *b) {
+  if (b) {
+    b->n = 0;
+    b->alen = 0;
+  }
+}
+
+/* Copies s (with its NUL) into the arena; returns its offset or SIZE_MAX. */
+static size_t arena_put(view_batch *b, const char *s) {
+  size_t len = strlen(s) + 1;
+  if (b->alen + len > b->acap) {
+    size_t cap = b->acap ? b->acap : 16384;
+    while (cap < b->alen + len)
+      cap *= 2;
+    char *np = realloc(b->arena, cap);
+    if (!np)
+      return SIZE_MAX;
+    b->arena = np;
+    b->acap = cap;
+  }
+  memcpy(b->arena + b->alen, s, len);
+  b->alen += len;
+  return b->alen - len;
+}
+
+int view_batch_add(view_batch *b, const char *id, const char *name, const char *email,
+                   const char *status, uint64_t version, int64_t source_updated_us) {
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    vb_row *nr = realloc(b->rows, cap * sizeof *nr);
+    if (!nr)
+      return WR_ENOMEM;
+    b->rows = nr;
+    b->cap = cap;
+  }
+  bool deleted = strcmp(status, "deleted") == 0;
+  size_t mark = b->alen;
+  vb_row r = {.version = version, .upd_us = source_updated_us, .seq = b->n};
+  r.id = arena_put(b, id);
+  r.name = arena_put(b, deleted ? "" : name);
+  r.email = arena_put(b, deleted ? "" : email);
+  r.status = arena_put(b, status);
+  if (r.id == SIZE_MAX || r.name == SIZE_MAX || r.email == SIZE_MAX || r.status == SIZE_MAX) {
+    b->alen = mark;
+    return WR_ENOMEM;
+  }
+  b->rows[b->n++] = r;
+  return 0;
+}
+
+/* qsort has no context argument: the batch being sorted, on this thread. */
+static _Thread_local const view_batch *sorting;
+
+static int row_cmp(const void *pa, const void *pb) {
+  const vb_row *x = &sorting->rows[*(const size_t *)pa], *y = &sorting->rows[*(const size_t *)pb];
+  int c = strcmp(sorting->arena + x->id, sorting->arena + y->id);
+  if (c)
+    return c;
+  if (x->version != y->version)
+    return x->version < y->version ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sorts the rows and keeps, in b->order[0..*kept), the last row of every id. When that
+ * row is a tombstone preceded by an ordinary row of the same id, the last such row is
+ * listed in b->pre[0..*n_pre): writing those first and then the kept rows has exactly
+ * the effect of writing every row in order (the tombstone keeps the name and e-mail
+ * the earlier row wrote). */
+static int merge(view_batch *b, size_t *kept, size_t *n_pre) {
+  if (b->order_cap < b->n) {
+    size_t *no = realloc(b->order, b->n * sizeof *no);
+    if (no)
+      b->order = no;
+    size_t *np = realloc(b->pre, b->n * sizeof *np);
+    if (np)
+      b->pre = np;
+    if (!no || !np)
+      return WR_ENOMEM;
+    b->order_cap = b->n;
+  }
+  for (size_t i = 0; i < b->n; i++)
+    b->order[i] = i;
+  sorting = b;
+  qsort(b->order, b->n, sizeof *b->order, row_cmp);
+  sorting = NULL;
+  size_t w = 0, np = 0;
+  size_t group = 0; /* first index (in order) of the current id's rows */
+  for (size_t i = 0; i < b->n; i++) {
+    const vb_row *r = &b->rows[b->order[i]];
+    const char *id = b->arena + r->id;
+    if (i + 1 < b->n && strcmp(id, b->arena + b->rows[b->order[i + 1]].id) == 0)
+      continue; /* a newer row of this id follows */
+    if (strcmp(b->arena + r->status, "deleted") == 0) {
+      /* Written in order, the trailing tombstones each keep the source time unless they
+       * bring one: the newest they bring wins, else the earlier row's (or the stored
+       * one's, through the statement's coalesce). */
+      vb_row *kept_row = &b->rows[b->order[i]];
+      size_t j = i; /* order[j..i]: the trailing tombstones */
+      while (j > group && strcmp(b->arena + b->rows[b->order[j - 1]].status, "deleted") == 0)
+        j--;
+      for (size_t t = i; !kept_row->upd_us && t > j; t--)
+        kept_row->upd_us = b->rows[b->order[t - 1]].upd_us;
+      if (j > group) /* the row before them is an ordinary one: written first */
+        b->pre[np++] = b->order[j - 1];
+    }
+    b->order[w++] = b->order[i];
+    group = i + 1;
+  }
+  *kept = w;
+  *n_pre = np;
+  return 0;
+}
+
+/* The upsert of the rows idx[i] with keep[i] (keep NULL: all), i < n. */
+static int upsert(PGconn *c, view_batch *b, const size_t *idx, size_t n, const bool *keep,
+                  wr_err *err) {
+  for (int k = 0; k < 6; k++) {
+    ab_reset(&b->cols[k]);
+    ab_put(&b->cols[k], "{", 1);
+  }
+  size_t written = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (keep && !keep[i])
+      continue;
+    const vb_row *r = &b->rows[idx[i]];
+    if (written++)
+      for (int k = 0; k < 6; k++)
+        ab_put(&b->cols[k], ",", 1);
+    ab_quoted(&b->cols[0], b->arena + r->id);
+    ab_quoted(&b->cols[1], b->arena + r->name);
+    ab_quoted(&b->cols[2], b->arena + r->email);
+    ab_quoted(&b->cols[3], b->arena + r->status);
+    char num[24];
+    int len = snprintf(num, sizeof num, "%" PRIu64, r->version);
+    ab_put(&b->cols[4], num, (size_t)len);
+    if (r->upd_us) {
+      len = snprintf(num, sizeof num, "%" PRId64, r->upd_us);
+      ab_put(&b->cols[5], num, (size_t)len);
+    } else {
+      ab_put(&b->cols[5], "NULL", 4);
+    }
+  }
+  for (int k = 0; k < 6; k++) {
+    ab_put(&b->cols[k], "}", 1);
+    if (b->cols[k].oom)
+      return wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
+  }
+  if (written == 0)
+    return 0;
+  const char *p[6] = {b->cols[0].p, b->cols[1].p, b->cols[2].p,
+                      b->cols[3].p, b->cols[4].p, b->cols[5].p};
+  return command(c, batch_upsert_sql, 6, p, "upsert customer_view batch", err);
+}
+
+int view_batch_write(PGconn *c, view_batch *b, wr_err *err) {
+  if (b->n == 0)
+    return 0;
+  size_t kept, n_pre;
+  int rc = merge(b, &kept, &n_pre);
+  if (rc)
+    return wr_err_set(err, rc, "customer_view batch: out of memory");
+  if (n_pre)
+    rc = upsert(c, b, b->pre, n_pre, NULL, err);
+  if (rc == 0)
+    rc = upsert(c, b, b->order, kept, NULL, err);
+  if (rc == 0)
+    view_batch_clear(b);
+  return rc;
+}
+
+int view_batch_apply_source(PGconn *c, view_batch *b, size_t *applied, wr_err *err) {
+  *applied = 0;
+  if (b->n == 0)
+    return 0;
+  /* Only the newest row of an id is guarded and written (n_pre is not used: the bulk
+   * API lists an id once per page, so a page never holds two rows of one customer). */
+  size_t kept, n_pre;
+  int rc = merge(b, &kept, &n_pre);
+  if (rc)
+    return wr_err_set(err, rc, "customer_view batch: out of memory");
+  if (b->guard_cap < kept) {
+    const char **ni = realloc(b->ids, kept * sizeof *ni);
+    if (ni)
+      b->ids = ni;
+    uint64_t *nv = realloc(b->versions, kept * sizeof *nv);
+    if (nv)
+      b->versions = nv;
+    bool *nt = realloc(b->tombs, kept * sizeof *nt);
+    if (nt)
+      b->tombs = nt;
+    bool *na = realloc(b->applied, kept * sizeof *na);
+    if (na)
+      b->applied = na;
+    if (!ni || !nv || !nt || !na)
+      return wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
+    b->guard_cap = kept;
+  }
+  for (size_t i = 0; i < kept; i++) {
+    const vb_row *r = &b->rows[b->order[i]];
+    b->ids[i] = b->arena + r->id;
+    b->versions[i] = r->version;
+    b->tombs[i] = strcmp(b->arena + r->status, "deleted") == 0;
+  }
+  rc = wr_guard_advance_many(c, VIEW_SCOPE, VIEW_AGGREGATE, kept, b->ids, b->versions, b->tombs,
+                             b->applied, err);
+  if (rc < 0)
+    return rc;
+  size_t n_applied = (size_t)rc;
+  rc = n_applied ? upsert(c, b, b->order, kept, b->applied, err) : 0;
+  if (rc)
+    return rc;
+  *applied = n_applied;
+  view_batch_clear(b);
+  return 0;
 }
 
 int view_remove(PGconn *c, const char *id, wr_err *err) {
