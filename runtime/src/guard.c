@@ -168,9 +168,11 @@ int wr_guard_advance_many(PGconn *c, const char *scope, const char *aggregate_ty
   qsort(order, n, sizeof *order, id_ref_cmp);
   for (size_t i = 1; i < n; i++)
     if (strcmp(order[i - 1].id, order[i].id) == 0) {
+      /* the id belongs to the caller: name it, then free the index */
+      const char *dup = order[i].id;
       free(order);
       return wr_err_set(err, WR_EINVAL, "version guard: aggregate id \"%.64s\" given twice",
-                        order[i].id);
+                        dup);
     }
   abuf bi = {0}, bv = {0}, bt = {0};
   ab_put(&bi, "{", 1);
