@@ -2,7 +2,8 @@
  *
  * N customers are written into the customer database by SQL (generate_series: not
  * through REST, which would measure the API instead), with a mix of statuses including
- * 1% deleted (tombstones must travel too) and versions 1..5. A fresh order service then
+ * 1% deleted (tombstones must travel too), versions 1..5, and every 1000th name full of
+ * what JSON must escape. A fresh order service then
  * starts with an empty view and pages through GET /customers. Figure: customers/s from
  * the first loaded page to the last (polled on order_catchup_items_total), CPU of both
  * services. Checks: the view holds every customer, and a content fingerprint computed
@@ -58,7 +59,11 @@ int scenario_catchup(void) {
     char sql[1024];
     snprintf(sql, sizeof sql,
              "INSERT INTO customers SELECT '0190ca7c-0000-7000-8000-' || lpad(i::text, 12, '0'),"
-             " 'Customer ' || i || ' ' || md5(i::text), 'c' || i || '@catchup.example.com',"
+             /* every 1000th name needs escaping in JSON: quote, backslash, control
+              * characters, non-ASCII; the fingerprint proves it arrived intact */
+             " CASE WHEN i %% 1000 = 5 THEN 'Zoë \"q\" ' || chr(92) || chr(9) || chr(10) ||"
+             " chr(1) || ' 東京 🚀 ' || i ELSE 'Customer ' || i || ' ' || md5(i::text) END,"
+             " 'c' || i || '@catchup.example.com',"
              " CASE WHEN i %% 100 = 7 THEN 'deleted' WHEN i %% 10 = 3 THEN 'suspended'"
              " WHEN i %% 10 = 4 THEN 'pending' ELSE 'active' END, 1 + i %% 5,"
              " clock_timestamp(), clock_timestamp() FROM generate_series(0, %zu) AS i",
