@@ -5,8 +5,14 @@
  *
  * An empty view loads everything; a view that was loaded before resumes from its
  * watermark (the newest source updated_at it has seen) minus a safety margin that
- * covers transactions which committed late with an earlier updated_at. */
+ * covers transactions which committed late with an earlier updated_at.
+ *
+ * Each page is one transaction of two set-based statements (the version guard of all
+ * its customers, then the view rows it let through) plus the watermark; the next page
+ * is fetched meanwhile (see the pipeline below). */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,7 +63,7 @@ static int load_page(json_t *items, void *user) {
   int rc = 0;
   view_batch_clear(l->rows);
   json_array_foreach(items, i, it) {
-    int64_t upd;
+    int64_t upd = 0;
     if ((rc = add_item(it, l->rows, &upd, l->err)) != 0)
       return rc;
     if (upd > page_max)
@@ -82,6 +88,71 @@ static int load_page(json_t *items, void *user) {
   l->stale += n - applied;
   wr_counter_add(l->a->catchup_items, n);
   return 0;
+}
+
+/* The pipeline between the page fetcher (HTTP, JSON parsing) and the writer (database):
+ * the fetcher runs on its own thread a page or two ahead, so fetching and parsing the
+ * next page overlaps writing this one (they use different processes' CPU: the
+ * customer service and PostgreSQL). Pages are handed over as jansson arrays
+ * (reference counts are atomic in jansson 2.14). */
+#define PIPE_DEPTH 2
+
+typedef struct pipe_q {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  json_t *pages[PIPE_DEPTH];
+  size_t head, n;
+  bool done;  /* the fetcher returned */
+  int rc;     /* ... with this */
+  bool abort; /* the writer failed: stop fetching */
+  wr_err err; /* the fetcher's failure */
+  const wr_sync_pager *pager;
+} pipe_q;
+
+/* Pager callback, fetcher thread: waits for room, hands the page over. */
+static int enqueue_page(json_t *items, void *user) {
+  pipe_q *q = user;
+  pthread_mutex_lock(&q->mu);
+  while (q->n == PIPE_DEPTH && !q->abort)
+    pthread_cond_wait(&q->cv, &q->mu);
+  int rc = WR_ESTOPPED;
+  if (!q->abort) {
+    q->pages[(q->head + q->n) % PIPE_DEPTH] = json_incref(items);
+    q->n++;
+    rc = 0;
+  }
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+  return rc;
+}
+
+static void *fetcher(void *arg) {
+  pipe_q *q = arg;
+  wr_err e = {0};
+  int rc = wr_sync_pages(q->pager, enqueue_page, q, NULL, NULL, &e);
+  pthread_mutex_lock(&q->mu);
+  q->done = true;
+  q->rc = rc;
+  q->err = e;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+  return NULL;
+}
+
+/* Writer side: the next page (a reference the caller drops), or NULL at the end. */
+static json_t *dequeue_page(pipe_q *q) {
+  pthread_mutex_lock(&q->mu);
+  while (q->n == 0 && !q->done)
+    pthread_cond_wait(&q->cv, &q->mu);
+  json_t *items = NULL;
+  if (q->n > 0) {
+    items = q->pages[q->head];
+    q->head = (q->head + 1) % PIPE_DEPTH;
+    q->n--;
+    pthread_cond_broadcast(&q->cv);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return items;
 }
 
 long catchup_run(app *a, wr_err *err) {
@@ -111,9 +182,39 @@ long catchup_run(app *a, wr_err *err) {
     return wr_err_set(err, WR_ENOMEM, "catch-up: out of memory");
   }
   wr_sync_pager p = {.url = url, .timeout_ms = 30000, .retries = 5, .stop = &a->stopping};
+  pipe_q q = {.pager = &p};
+  pthread_mutex_init(&q.mu, NULL);
+  pthread_cond_init(&q.cv, NULL);
+  pthread_t th;
   size_t pages = 0, items = 0;
   int64_t t0 = wr_mono_ns();
-  rc = wr_sync_pages(&p, load_page, &l, &pages, &items, err);
+  if (pthread_create(&th, NULL, fetcher, &q) != 0) {
+    rc = wr_err_set(err, WR_ENOMEM, "catch-up: cannot start the page fetcher");
+  } else {
+    json_t *page;
+    while ((page = dequeue_page(&q)) != NULL) {
+      if (rc == 0) {
+        rc = load_page(page, &l);
+        pages++;
+        items += json_array_size(page);
+      }
+      json_decref(page);
+      if (rc) {
+        pthread_mutex_lock(&q.mu);
+        q.abort = true;
+        pthread_cond_broadcast(&q.cv);
+        pthread_mutex_unlock(&q.mu);
+      }
+    }
+    pthread_join(th, NULL);
+    if (rc == 0 && q.rc != 0) {
+      rc = q.rc;
+      if (err)
+        *err = q.err;
+    }
+  }
+  pthread_cond_destroy(&q.cv);
+  pthread_mutex_destroy(&q.mu);
   wr_db_pool_release(a->pool, c);
   view_batch_free(l.rows);
   if (rc)
