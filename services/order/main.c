@@ -117,8 +117,10 @@ int main(int argc, char **argv) {
        &cf.page_size, false, false},
       {"queue-type", "WARREN_QUEUE_TYPE", "quorum", "quorum or classic", &cf.queue_type, false,
        false},
-      {"prefetch", "WARREN_PREFETCH", "500", "consumer prefetch", &cf.prefetch, false, false},
-      {"batch-size", "WARREN_BATCH_SIZE", "200", "deliveries per transaction", &cf.batch, false,
+      /* 1000 per transaction, twice that in flight: measured by bench/run against 200
+       * per transaction (docs/PERFORMANCE.md) */
+      {"prefetch", "WARREN_PREFETCH", "2000", "consumer prefetch", &cf.prefetch, false, false},
+      {"batch-size", "WARREN_BATCH_SIZE", "1000", "deliveries per transaction", &cf.batch, false,
        false},
       {"retry-delays", "WARREN_RETRY_DELAYS", "1000,5000,30000,120000",
        "retry tiers in ms, comma-separated", &cf.retry_delays, false, false},
@@ -147,7 +149,7 @@ int main(int argc, char **argv) {
                             sizeof opts / sizeof opts[0], argc, argv, &err);
   if (rc == 1)
     return 0;
-  unsigned buckets = 64, page = 1000, prefetch = 500, batch = 200, limit = 20, partitions = 0,
+  unsigned buckets = 64, page = 1000, prefetch = 2000, batch = 1000, limit = 20, partitions = 0,
            rebalance_ms = 5000;
   unsigned delays[8];
   int n_delays = 0;
