@@ -34,7 +34,9 @@ typedef struct wr_relay_opts {
   const wr_conn_opts *amqp;      /* required; copied */
   const wr_topology *topology;   /* exchanges to declare on connect (may be NULL);
                                     borrowed: must outlive the relay */
-  unsigned batch_size;           /* rows per claim (1..100000) */
+  unsigned batch_size;           /* rows per claim (1..100000); the default 2000 was
+                                    measured against 500 and 1000 by bench/run
+                                    (docs/PERFORMANCE.md): fewer round trips per row */
   unsigned poll_interval_ms;     /* fallback when no NOTIFY arrives */
   unsigned confirm_timeout_ms;   /* a batch not confirmed by then is retried */
   unsigned retry_base_ms;        /* backoff for rows that failed ... */
@@ -45,7 +47,7 @@ typedef struct wr_relay_opts {
 
 #define WR_RELAY_OPTS_INIT                                                             \
   {                                                                                    \
-    .database_url = NULL, .amqp = NULL, .topology = NULL, .batch_size = 500,           \
+    .database_url = NULL, .amqp = NULL, .topology = NULL, .batch_size = 2000,          \
     .poll_interval_ms = 1000, .confirm_timeout_ms = 15000, .retry_base_ms = 500,       \
     .retry_max_ms = 60000, .metrics = NULL, .name = NULL                               \
   }
