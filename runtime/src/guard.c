@@ -24,6 +24,8 @@
 #include <warren/consumer.h>
 #include <warren/db.h>
 
+#include "sbuf.h"
+
 static const char advance_sql[] =
     "INSERT INTO warren_versions AS v (scope, aggregate_type, aggregate_id, version,"
     " tombstone, updated_at) VALUES ($1, $2, $3, $4::bigint, $5::boolean, now())"
@@ -86,48 +88,6 @@ int wr_guard_advance(PGconn *c, const char *scope, const char *aggregate_type,
   return rc;
 }
 
-/* A growable text buffer for PostgreSQL array literals. */
-typedef struct abuf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} abuf;
-
-static void ab_put(abuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-      b->oom = true;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-/* Appends s as a double-quoted array element: no value can end its element early. */
-static void ab_quoted(abuf *b, const char *s) {
-  ab_put(b, "\"", 1);
-  for (const char *run = s;;) {
-    size_t n = strcspn(run, "\"\\");
-    ab_put(b, run, n);
-    if (!run[n])
-      break;
-    ab_put(b, "\\", 1);
-    ab_put(b, run + n, 1);
-    run += n + 1;
-  }
-  ab_put(b, "\"", 1);
-}
-
 typedef struct id_ref {
   const char *id;
   size_t i;
@@ -174,23 +134,21 @@ int wr_guard_advance_many(PGconn *c, const char *scope, const char *aggregate_ty
       return wr_err_set(err, WR_EINVAL, "version guard: aggregate id \"%.64s\" given twice",
                         dup);
     }
-  abuf bi = {0}, bv = {0}, bt = {0};
-  ab_put(&bi, "{", 1);
-  ab_put(&bv, "{", 1);
-  ab_put(&bt, "{", 1);
+  wr__sbuf bi = {0}, bv = {0}, bt = {0};
+  wr__sb_put(&bi, "{", 1);
+  wr__sb_put(&bv, "{", 1);
+  wr__sb_put(&bt, "{", 1);
   for (size_t i = 0; i < n; i++) {
     char num[24];
     int len = snprintf(num, sizeof num, "%s%" PRIu64, i ? "," : "", versions[i]);
-    if (i)
-      ab_put(&bi, ",", 1);
-    ab_quoted(&bi, ids[i]);
-    ab_put(&bv, num, (size_t)len);
-    ab_put(&bt, i ? "," : "", i ? 1 : 0);
-    ab_put(&bt, tombstones && tombstones[i] ? "t" : "f", 1);
+    wr__sb_pg_elem(&bi, ids[i], i == 0);
+    wr__sb_put(&bv, num, (size_t)len);
+    wr__sb_cstr(&bt, i ? "," : "");
+    wr__sb_cstr(&bt, tombstones && tombstones[i] ? "t" : "f");
   }
-  ab_put(&bi, "}", 1);
-  ab_put(&bv, "}", 1);
-  ab_put(&bt, "}", 1);
+  wr__sb_put(&bi, "}", 1);
+  wr__sb_put(&bv, "}", 1);
+  wr__sb_put(&bt, "}", 1);
   int rc;
   if (bi.oom || bv.oom || bt.oom) {
     rc = wr_err_set(err, WR_ENOMEM, "version guard: out of memory");
@@ -209,9 +167,9 @@ int wr_guard_advance_many(PGconn *c, const char *scope, const char *aggregate_ty
     }
     PQclear(r);
   }
-  free(bi.p);
-  free(bv.p);
-  free(bt.p);
+  wr__sb_free(&bi);
+  wr__sb_free(&bv);
+  wr__sb_free(&bt);
   free(order);
   return rc;
 }

@@ -133,8 +133,9 @@ int view_apply_source(PGconn *c, const view_row *r, bool force, wr_err *err) {
  * arena may move when it grows). A write sorts the rows by (id, version, order added),
  * keeps the last row of every id and sends the columns as six array parameters that
  * unnest() turns back into rows: one statement, one round trip, whatever the batch
- * size. The statement repeats view_put's and view_tombstone's effect per row, chosen
- * by the status. */
+ * size (measured: one statement per event capped the consumer at the database's round
+ * trips, docs/PERFORMANCE.md). The statement repeats view_put's and view_tombstone's effect per
+ * row, chosen by the status. */
 
 static const char batch_upsert_sql[] =
     "INSERT INTO customer_view AS v (id, name, email, status, version, source_updated_at)"
@@ -159,12 +160,6 @@ typedef struct vb_row {
   size_t seq;
 } vb_row;
 
-typedef struct abuf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} abuf;
-
 struct view_batch {
   vb_row *rows;
   size_t n, cap;
@@ -173,54 +168,15 @@ struct view_batch {
   size_t *order; /* sorted row indexes, then the kept ones */
   size_t *pre;   /* rows written before the kept ones (see merge) */
   size_t order_cap;
-  abuf cols[6];     /* the array literals of a write */
+  const char **text[4]; /* a write's text columns: id, name, email, status */
+  size_t text_cap;
+  char *nums; /* a write's two integer array literals: version, source time */
+  size_t nums_cap;
   const char **ids; /* guard arguments (catch-up) */
   uint64_t *versions;
   bool *tombs, *applied;
   size_t guard_cap;
 };
-
-static void ab_reset(abuf *b) {
-  b->len = 0;
-  b->oom = false;
-  if (b->p)
-    b->p[0] = '\0';
-}
-
-static void ab_put(abuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-      b->oom = true;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-/* s as a double-quoted array element (quotes and backslashes escaped). */
-static void ab_quoted(abuf *b, const char *s) {
-  ab_put(b, "\"", 1);
-  for (const char *run = s;;) {
-    size_t n = strcspn(run, "\"\\");
-    ab_put(b, run, n);
-    if (!run[n])
-      break;
-    ab_put(b, "\\", 1);
-    ab_put(b, run + n, 1);
-    run += n + 1;
-  }
-  ab_put(b, "\"", 1);
-}
 
 int view_batch_new(view_batch **out) {
   *out = calloc(1, sizeof **out);
@@ -234,8 +190,9 @@ void view_batch_free(view_batch *b) {
   free(b->arena);
   free(b->order);
   free(b->pre);
-  for (int i = 0; i < 6; i++)
-    free(b->cols[i].p);
+  for (int i = 0; i < 4; i++)
+    free(b->text[i]);
+  free(b->nums);
   free(b->ids);
   free(b->versions);
   free(b->tombs);
@@ -360,45 +317,73 @@ static int merge(view_batch *b, size_t *kept, size_t *n_pre) {
   return 0;
 }
 
-/* The upsert of the rows idx[i] with keep[i] (keep NULL: all), i < n. */
+/* Room per value of an integer array literal: a comma and up to 20 characters. */
+#define NUM_ROOM 22
+
+/* The upsert of the rows idx[i] with keep[i] (keep NULL: all), i < n. Text columns
+ * travel as text[] literals (wr_db_text_array quotes and escapes every element), the
+ * integers as bigint[] literals written here. */
 static int upsert(PGconn *c, view_batch *b, const size_t *idx, size_t n, const bool *keep,
                   wr_err *err) {
-  for (int k = 0; k < 6; k++) {
-    ab_reset(&b->cols[k]);
-    ab_put(&b->cols[k], "{", 1);
+  if (b->text_cap < n) {
+    for (int k = 0; k < 4; k++) {
+      const char **nt = realloc(b->text[k], n * sizeof *nt);
+      if (!nt)
+        return wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
+      b->text[k] = nt;
+    }
+    b->text_cap = n;
   }
-  size_t written = 0;
+  size_t room = n * NUM_ROOM + 3;
+  if (b->nums_cap < 2 * room) {
+    char *nn = realloc(b->nums, 2 * room);
+    if (!nn)
+      return wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
+    b->nums = nn;
+    b->nums_cap = 2 * room;
+  }
+  char *vers = b->nums, *upds = b->nums + room;
+  size_t m = 0, vl = 0, ul = 0;
+  vers[vl++] = '{';
+  upds[ul++] = '{';
   for (size_t i = 0; i < n; i++) {
     if (keep && !keep[i])
       continue;
     const vb_row *r = &b->rows[idx[i]];
-    if (written++)
-      for (int k = 0; k < 6; k++)
-        ab_put(&b->cols[k], ",", 1);
-    ab_quoted(&b->cols[0], b->arena + r->id);
-    ab_quoted(&b->cols[1], b->arena + r->name);
-    ab_quoted(&b->cols[2], b->arena + r->email);
-    ab_quoted(&b->cols[3], b->arena + r->status);
-    char num[24];
-    int len = snprintf(num, sizeof num, "%" PRIu64, r->version);
-    ab_put(&b->cols[4], num, (size_t)len);
+    b->text[0][m] = b->arena + r->id;
+    b->text[1][m] = b->arena + r->name;
+    b->text[2][m] = b->arena + r->email;
+    b->text[3][m] = b->arena + r->status;
+    if (m++) {
+      vers[vl++] = ',';
+      upds[ul++] = ',';
+    }
+    vl += (size_t)snprintf(vers + vl, NUM_ROOM, "%" PRIu64, r->version);
     if (r->upd_us) {
-      len = snprintf(num, sizeof num, "%" PRId64, r->upd_us);
-      ab_put(&b->cols[5], num, (size_t)len);
+      ul += (size_t)snprintf(upds + ul, NUM_ROOM, "%" PRId64, r->upd_us);
     } else {
-      ab_put(&b->cols[5], "NULL", 4);
+      memcpy(upds + ul, "NULL", 4);
+      ul += 4;
     }
   }
-  for (int k = 0; k < 6; k++) {
-    ab_put(&b->cols[k], "}", 1);
-    if (b->cols[k].oom)
-      return wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
-  }
-  if (written == 0)
+  vers[vl++] = '}';
+  vers[vl] = '\0';
+  upds[ul++] = '}';
+  upds[ul] = '\0';
+  if (m == 0)
     return 0;
-  const char *p[6] = {b->cols[0].p, b->cols[1].p, b->cols[2].p,
-                      b->cols[3].p, b->cols[4].p, b->cols[5].p};
-  return command(c, batch_upsert_sql, 6, p, "upsert customer_view batch", err);
+  char *t[4] = {NULL, NULL, NULL, NULL};
+  int rc = 0;
+  for (int k = 0; k < 4 && rc == 0; k++)
+    if (!(t[k] = wr_db_text_array(b->text[k], m)))
+      rc = wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
+  if (rc == 0) {
+    const char *p[6] = {t[0], t[1], t[2], t[3], vers, upds};
+    rc = command(c, batch_upsert_sql, 6, p, "upsert customer_view batch", err);
+  }
+  for (int k = 0; k < 4; k++)
+    free(t[k]);
+  return rc;
 }
 
 int view_batch_write(PGconn *c, view_batch *b, wr_err *err) {
