@@ -153,6 +153,14 @@ static const char batch_upsert_sql[] =
     " ELSE EXCLUDED.source_updated_at END,"
     " synced_at = clock_timestamp()";
 
+/* The first load into an empty view: plain inserts, no conflict possible. */
+static const char batch_insert_sql[] =
+    "INSERT INTO customer_view (id, name, email, status, version, source_updated_at)"
+    " SELECT k.id, k.name, k.email, k.status, k.version,"
+    " to_timestamp(k.upd::numeric / 1000000)"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])"
+    " AS k(id, name, email, status, version, upd)";
+
 typedef struct vb_row {
   size_t id, name, email, status; /* offsets into the arena */
   uint64_t version;
@@ -324,7 +332,7 @@ static int merge(view_batch *b, size_t *kept, size_t *n_pre) {
  * travel as text[] literals (wr_db_text_array quotes and escapes every element), the
  * integers as bigint[] literals written here. */
 static int upsert(PGconn *c, view_batch *b, const size_t *idx, size_t n, const bool *keep,
-                  wr_err *err) {
+                  const char *sql, wr_err *err) {
   if (b->text_cap < n) {
     for (int k = 0; k < 4; k++) {
       const char **nt = realloc(b->text[k], n * sizeof *nt);
@@ -379,7 +387,7 @@ static int upsert(PGconn *c, view_batch *b, const size_t *idx, size_t n, const b
       rc = wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
   if (rc == 0) {
     const char *p[6] = {t[0], t[1], t[2], t[3], vers, upds};
-    rc = command(c, batch_upsert_sql, 6, p, "upsert customer_view batch", err);
+    rc = command(c, sql, 6, p, "write customer_view batch", err);
   }
   for (int k = 0; k < 4; k++)
     free(t[k]);
@@ -394,56 +402,91 @@ int view_batch_write(PGconn *c, view_batch *b, wr_err *err) {
   if (rc)
     return wr_err_set(err, rc, "customer_view batch: out of memory");
   if (n_pre)
-    rc = upsert(c, b, b->pre, n_pre, NULL, err);
+    rc = upsert(c, b, b->pre, n_pre, NULL, batch_upsert_sql, err);
   if (rc == 0)
-    rc = upsert(c, b, b->order, kept, NULL, err);
+    rc = upsert(c, b, b->order, kept, NULL, batch_upsert_sql, err);
   if (rc == 0)
     view_batch_clear(b);
   return rc;
+}
+
+/* Merges the rows and fills the guard arguments (ids, versions, tombstones) of the
+ * kept ones. */
+static int guard_args(view_batch *b, size_t *kept, wr_err *err) {
+  /* Only the newest row of an id is guarded and written (n_pre is not used: the bulk
+   * API lists an id once per page, so a page never holds two rows of one customer). */
+  size_t n_pre;
+  int rc = merge(b, kept, &n_pre);
+  if (rc)
+    return wr_err_set(err, rc, "customer_view batch: out of memory");
+  if (b->guard_cap < *kept) {
+    const char **ni = realloc(b->ids, *kept * sizeof *ni);
+    if (ni)
+      b->ids = ni;
+    uint64_t *nv = realloc(b->versions, *kept * sizeof *nv);
+    if (nv)
+      b->versions = nv;
+    bool *nt = realloc(b->tombs, *kept * sizeof *nt);
+    if (nt)
+      b->tombs = nt;
+    bool *na = realloc(b->applied, *kept * sizeof *na);
+    if (na)
+      b->applied = na;
+    if (!ni || !nv || !nt || !na)
+      return wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
+    b->guard_cap = *kept;
+  }
+  for (size_t i = 0; i < *kept; i++) {
+    const vb_row *r = &b->rows[b->order[i]];
+    b->ids[i] = b->arena + r->id;
+    b->versions[i] = r->version;
+    b->tombs[i] = strcmp(b->arena + r->status, "deleted") == 0;
+  }
+  return 0;
 }
 
 int view_batch_apply_source(PGconn *c, view_batch *b, size_t *applied, wr_err *err) {
   *applied = 0;
   if (b->n == 0)
     return 0;
-  /* Only the newest row of an id is guarded and written (n_pre is not used: the bulk
-   * API lists an id once per page, so a page never holds two rows of one customer). */
-  size_t kept, n_pre;
-  int rc = merge(b, &kept, &n_pre);
+  size_t kept;
+  int rc = guard_args(b, &kept, err);
   if (rc)
-    return wr_err_set(err, rc, "customer_view batch: out of memory");
-  if (b->guard_cap < kept) {
-    const char **ni = realloc(b->ids, kept * sizeof *ni);
-    if (ni)
-      b->ids = ni;
-    uint64_t *nv = realloc(b->versions, kept * sizeof *nv);
-    if (nv)
-      b->versions = nv;
-    bool *nt = realloc(b->tombs, kept * sizeof *nt);
-    if (nt)
-      b->tombs = nt;
-    bool *na = realloc(b->applied, kept * sizeof *na);
-    if (na)
-      b->applied = na;
-    if (!ni || !nv || !nt || !na)
-      return wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
-    b->guard_cap = kept;
-  }
-  for (size_t i = 0; i < kept; i++) {
-    const vb_row *r = &b->rows[b->order[i]];
-    b->ids[i] = b->arena + r->id;
-    b->versions[i] = r->version;
-    b->tombs[i] = strcmp(b->arena + r->status, "deleted") == 0;
-  }
+    return rc;
   rc = wr_guard_advance_many(c, VIEW_SCOPE, VIEW_AGGREGATE, kept, b->ids, b->versions, b->tombs,
                              b->applied, err);
   if (rc < 0)
     return rc;
   size_t n_applied = (size_t)rc;
-  rc = n_applied ? upsert(c, b, b->order, kept, b->applied, err) : 0;
+  rc = n_applied ? upsert(c, b, b->order, kept, b->applied, batch_upsert_sql, err) : 0;
   if (rc)
     return rc;
   *applied = n_applied;
+  view_batch_clear(b);
+  return 0;
+}
+
+int view_batch_insert_new(PGconn *c, view_batch *b, size_t *applied, wr_err *err) {
+  *applied = 0;
+  if (b->n == 0)
+    return 0;
+  size_t kept;
+  int rc = guard_args(b, &kept, err);
+  if (rc)
+    return rc;
+  rc = wr_guard_record_new(c, VIEW_SCOPE, VIEW_AGGREGATE, kept, b->ids, b->versions, b->tombs, err);
+  if (rc < 0)
+    return rc;
+  wr_err e = {0};
+  rc = upsert(c, b, b->order, kept, NULL, batch_insert_sql, &e);
+  if (rc == WR_EDB && strcmp(e.sqlstate, "23505") == 0)
+    rc = wr_err_set(&e, WR_EEXIST, "customer_view: a customer of the batch has a row already");
+  if (rc) {
+    if (err)
+      *err = e;
+    return rc;
+  }
+  *applied = kept;
   view_batch_clear(b);
   return 0;
 }

@@ -10,7 +10,10 @@
  *   id, too many ids) is WR_EINVAL and writes nothing; hostile ids are data; invalid
  *   UTF-8 is WR_EDB and writes nothing of the batch;
  * - two connections advancing the same ids in opposite orders never deadlock and end
- *   at the highest versions. */
+ *   at the highest versions;
+ * - wr_guard_record_new (first load into an empty scope) records everything, refuses
+ *   with WR_EEXIST (writing nothing) when one aggregate has a row, and afterwards the
+ *   ordinary guard judges against what it recorded. */
 #include "harness.h"
 
 #include <inttypes.h>
@@ -268,12 +271,57 @@ static void batch_concurrent(void **state) {
   wt_db_drop(url);
 }
 
+static void record_new(void **state) {
+  (void)state;
+  const char *url;
+  PGconn *c = guard_db(&url);
+  wr_err e;
+  wr_err_clear(&e);
+  const char *ids[3] = {"n1", "n2", "n3"};
+  uint64_t v[3] = {4, 1, 7};
+  bool tomb[3] = {false, true, false};
+  assert_int_equal(wr_guard_record_new(c, "s", "widget", 3, ids, v, tomb, &e), 3);
+  expect_state(c, "s", "n1", 4, false);
+  expect_state(c, "s", "n2", 1, true);
+  expect_state(c, "s", "n3", 7, false);
+  /* the ordinary guard goes on from there */
+  bool applied[3];
+  uint64_t v2[3] = {4, 2, 8};
+  assert_int_equal(wr_guard_advance_many(c, "s", "widget", 3, ids, v2, NULL, applied, &e), 1);
+  assert_false(applied[0]); /* equal: stale */
+  assert_false(applied[1]); /* tombstoned */
+  assert_true(applied[2]);
+  /* one aggregate with a row: WR_EEXIST, nothing of the batch recorded, transaction
+   * aborted */
+  const char *mixed[3] = {"m1", "n1", "m2"};
+  uint64_t v3[3] = {1, 9, 1};
+  assert_int_equal(wr_db_exec(c, "BEGIN", NULL), 0);
+  wr_err_clear(&e);
+  assert_int_equal(wr_guard_record_new(c, "s", "widget", 3, mixed, v3, NULL, &e), WR_EEXIST);
+  assert_true(e.msg[0] != '\0');
+  assert_int_equal(PQtransactionStatus(c), PQTRANS_INERROR);
+  assert_int_equal(wr_db_exec(c, "ROLLBACK", NULL), 0);
+  expect_state(c, "s", "m1", 0, false);
+  expect_state(c, "s", "n1", 4, false);
+  /* another scope is another namespace; n == 0 is a no-op; bad input as the batch */
+  assert_int_equal(wr_guard_record_new(c, "other", "widget", 3, ids, v, NULL, &e), 3);
+  assert_int_equal(wr_guard_record_new(c, "s", "widget", 0, ids, v, NULL, &e), 0);
+  const char *twice[2] = {"z", "z"};
+  assert_int_equal(wr_guard_record_new(c, "s", "widget", 2, twice, v, NULL, &e), WR_EINVAL);
+  assert_int_equal(wr_guard_record_new(NULL, "s", "widget", 1, ids, v, NULL, &e), WR_EINVAL);
+  uint64_t zero[1] = {0};
+  assert_int_equal(wr_guard_record_new(c, "s", "widget", 1, ids, zero, NULL, &e), WR_EINVAL);
+  assert_int_equal(wr_guard_record_new(c, "", "widget", 1, ids, v, NULL, &e), WR_EINVAL);
+  expect_state(c, "s", "z", 0, false);
+  PQfinish(c);
+  wt_db_drop(url);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(batch_rules),
-      cmocka_unit_test(batch_equals_single),
-      cmocka_unit_test(batch_bad_input),
-      cmocka_unit_test(batch_concurrent),
+      cmocka_unit_test(batch_rules),     cmocka_unit_test(batch_equals_single),
+      cmocka_unit_test(batch_bad_input), cmocka_unit_test(batch_concurrent),
+      cmocka_unit_test(record_new),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,9 @@
  *   batch, an update followed by a deletion in one batch), compared table to table;
  * - view_batch_apply_source decides and writes like view_apply_source row by row
  *   (guard verdicts included), compared the same way;
+ * - view_batch_insert_new (first load into an empty view) writes what
+ *   view_batch_apply_source would, and refuses with WR_EEXIST, writing nothing and
+ *   keeping its rows, when a customer is there already;
  * - hostile strings are stored literally; invalid UTF-8 fails the write with WR_EDB
  *   and keeps the rows; a cleared batch is reusable. */
 #include "harness.h"
@@ -176,6 +179,75 @@ static void apply_source_equals_single(void **state) {
   wt_db_drop(u2);
 }
 
+static void insert_new(void **state) {
+  (void)state;
+  const char *u1, *u2;
+  PGconn *a = view_db(&u1), *z = view_db(&u2);
+  view_batch *b = NULL;
+  assert_int_equal(view_batch_new(&b), 0);
+  unsigned seed = 9;
+  /* two pages of distinct customers: plain inserts on one side, the guarded upsert on
+   * the other; same view, same guard rows */
+  for (int page = 0; page < 2; page++) {
+    row rows[50];
+    for (int k = 0; k < 50; k++) {
+      random_row(&rows[k], &seed, 1000, 1 + (uint64_t)(rand_r(&seed) % 9));
+      snprintf(rows[k].id, sizeof rows[k].id, "p%d-%02d", page, k);
+    }
+    for (int side = 0; side < 2; side++) {
+      PGconn *c = side ? z : a;
+      for (int k = 0; k < 50; k++)
+        assert_int_equal(view_batch_add(b, rows[k].id, rows[k].name, rows[k].email, rows[k].status,
+                                        rows[k].version, rows[k].upd),
+                         0);
+      size_t applied = 0;
+      assert_int_equal(wr_db_exec(c, "BEGIN", NULL), 0);
+      if (side)
+        assert_int_equal(view_batch_apply_source(c, b, &applied, NULL), 0);
+      else
+        assert_int_equal(view_batch_insert_new(c, b, &applied, NULL), 0);
+      assert_int_equal(wr_db_exec(c, "COMMIT", NULL), 0);
+      assert_int_equal(applied, 50);
+    }
+  }
+  char *x = dump(a), *y = dump(z);
+  assert_string_equal(x, y);
+  free(x);
+  free(y);
+  assert_int_equal(wt_pg_scalar(a, "SELECT count(*) FROM warren_versions"), 100);
+  /* a customer already there: WR_EEXIST, nothing of the batch written, rows kept */
+  assert_int_equal(view_batch_add(b, "fresh-1", "n", "e@example.com", "active", 1, 0), 0);
+  assert_int_equal(view_batch_add(b, "p0-07", "n", "e@example.com", "active", 99, 0), 0);
+  size_t applied = 7;
+  wr_err e;
+  wr_err_clear(&e);
+  assert_int_equal(wr_db_exec(a, "BEGIN", NULL), 0);
+  assert_int_equal(view_batch_insert_new(a, b, &applied, &e), WR_EEXIST);
+  assert_true(e.msg[0] != '\0');
+  assert_int_equal(applied, 0);
+  assert_int_equal(view_batch_size(b), 2);
+  assert_int_equal(wr_db_exec(a, "ROLLBACK", NULL), 0);
+  assert_int_equal(wt_pg_scalar(a, "SELECT count(*) FROM customer_view WHERE id = 'fresh-1'"), 0);
+  /* ... and the same rows through the guarded path */
+  assert_int_equal(wr_db_exec(a, "BEGIN", NULL), 0);
+  assert_int_equal(view_batch_apply_source(a, b, &applied, NULL), 0);
+  assert_int_equal(wr_db_exec(a, "COMMIT", NULL), 0);
+  assert_int_equal(applied, 2);
+  assert_int_equal(wt_pg_scalar(a, "SELECT version FROM customer_view WHERE id = 'p0-07'"), 99);
+  /* a view row without its guard row is a conflict too */
+  assert_int_equal(
+      wr_db_exec(a, "DELETE FROM warren_versions WHERE aggregate_id = 'fresh-1'", NULL), 0);
+  assert_int_equal(view_batch_add(b, "fresh-1", "n", "e@example.com", "active", 5, 0), 0);
+  assert_int_equal(wr_db_exec(a, "BEGIN", NULL), 0);
+  assert_int_equal(view_batch_insert_new(a, b, &applied, NULL), WR_EEXIST);
+  assert_int_equal(wr_db_exec(a, "ROLLBACK", NULL), 0);
+  view_batch_free(b);
+  PQfinish(a);
+  PQfinish(z);
+  wt_db_drop(u1);
+  wt_db_drop(u2);
+}
+
 static void hostile_and_failures(void **state) {
   (void)state;
   const char *url;
@@ -232,6 +304,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(write_equals_sequential),
       cmocka_unit_test(apply_source_equals_single),
+      cmocka_unit_test(insert_new),
       cmocka_unit_test(hostile_and_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -301,6 +301,18 @@ WR_EXPORT int wr_guard_advance_many(PGconn *c, const char *scope, const char *ag
                                     size_t n, const char *const *ids, const uint64_t *versions,
                                     const bool *tombstones, bool *applied, wr_err *err);
 
+/* The first load of aggregates that have no row yet in the scope (the catch-up of a
+ * fresh service into an empty view): records versions[i] (a tombstone when
+ * tombstones[i]) for every ids[i] with a plain insert, about half the cost of the
+ * upsert of wr_guard_advance_many. Every aggregate counts as applied (no row = apply,
+ * the rule of wr_guard_advance). If one of them has a row after all (written before,
+ * or meanwhile by someone else), nothing is recorded, the result is WR_EEXIST and the
+ * caller's transaction is aborted: roll it back and use wr_guard_advance_many. Returns
+ * n, WR_EEXIST, WR_EDB, WR_ENOMEM, or WR_EINVAL as wr_guard_advance_many. */
+WR_EXPORT int wr_guard_record_new(PGconn *c, const char *scope, const char *aggregate_type,
+                                  size_t n, const char *const *ids, const uint64_t *versions,
+                                  const bool *tombstones, wr_err *err);
+
 /* The stored version (0 if none) and whether it is a tombstone. 0, WR_EDB, or
  * WR_EINVAL (NULL arguments, empty scope/type/id). */
 WR_EXPORT int wr_guard_get(PGconn *c, const char *scope, const char *aggregate_type,
