@@ -70,12 +70,13 @@
 /* Replay: how long the probe reads the stream's last chunk to find its end, how long
  * it waits for one more delivery, and how long a replay may sit without deliveries
  * before it counts as finished. */
-/* Partitioned: a partition that starts delivering to this instance more than
- * ACQUIRE_AFTER_MS after it registered on it comes from another instance (handover or
- * takeover). Before its first batch this instance waits HANDOVER_GRACE_MS, so that
- * the previous holder can settle what it had already received (a handover leaves it
- * up to `prefetch` deliveries): events of one aggregate then stay in order across the
- * change, instead of the older ones being skipped as stale. */
+/* Partitioned: a partition that starts delivering to this instance while other
+ * instances are around, or more than ACQUIRE_AFTER_MS after it registered on it, may
+ * come from another instance (handover or takeover). Before its first batch this
+ * instance waits HANDOVER_GRACE_MS, so that the previous holder can settle what it had
+ * already received (a handover leaves it up to `prefetch` deliveries): events of one
+ * aggregate then stay in order across the change, instead of the older ones being
+ * skipped as stale. */
 #define ACQUIRE_AFTER_MS 1000
 #define HANDOVER_GRACE_MS 1000
 #define PROBE_MAX_MS 3000
@@ -253,6 +254,8 @@ struct wr_consumer {
   wr_histogram *m_latency;
   wr_histogram *m_batch;
   wr_gauge *m_lag;
+  wr_gauge *m_parts;        /* partitioned: partitions delivering to this instance */
+  wr_counter *m_handovers;  /* partitioned: partitions handed over */
 
   wr_batch_flush_fn batch_flush;
   wr_batch_discard_fn batch_discard;
@@ -266,8 +269,10 @@ struct wr_consumer {
   char **parts;        /* <queue>.p<k> */
   char *members;       /* <queue>.members */
   bool *part_seen;     /* a delivery came from it since we (re)registered */
+  bool *part_out;      /* handed over: not consumed until the next rebalance tick */
   int64_t *part_reg_ns; /* when we (re)registered on it */
   bool acquired;       /* a partition came over from another instance */
+  uint32_t others;     /* other instances seen at registration / last rebalance */
   uint64_t parts_gen;  /* connection generation part_seen belongs to */
   unsigned rebalance_ms;
   int64_t next_rebalance_ns;
@@ -404,6 +409,7 @@ static void free_fields(wr_consumer *c) {
   free(c->parts);
   free(c->members);
   free(c->part_seen);
+  free(c->part_out);
   free(c->part_reg_ns);
   free(c->stream);
 }
@@ -444,7 +450,8 @@ static int setup_modes(wr_consumer *c, const wr_consumer_opts *opts, wr_err *err
     c->parts = calloc(c->n_parts, sizeof *c->parts);
     c->part_seen = calloc(c->n_parts, sizeof *c->part_seen);
     c->part_reg_ns = calloc(c->n_parts, sizeof *c->part_reg_ns);
-    if (!c->parts || !c->part_seen || !c->part_reg_ns)
+    c->part_out = calloc(c->n_parts, sizeof *c->part_out);
+    if (!c->parts || !c->part_seen || !c->part_reg_ns || !c->part_out)
       return wr_err_set(err, WR_ENOMEM, "consumer: out of memory");
     char name[300];
     for (unsigned k = 0; k < c->n_parts; k++) {
@@ -490,6 +497,13 @@ static void setup_metrics(wr_consumer *c) {
                                     sizeof batch_buckets / sizeof batch_buckets[0]);
   c->m_lag = wr_metrics_gauge(c->metrics, "warren_consumer_lag_messages",
                               "Messages ready in the consumer's queue.", labels);
+  if (c->n_parts > 0) {
+    c->m_parts = wr_metrics_gauge(c->metrics, "warren_consumer_partitions_active",
+                                  "Partitions delivering to this instance (partitioned group).",
+                                  labels);
+    c->m_handovers = wr_metrics_counter(c->metrics, "warren_consumer_handovers_total",
+                                        "Partitions handed over to other instances.", labels);
+  }
 }
 
 int wr_consumer_new(const wr_consumer_opts *opts, wr_consumer **out, wr_err *err) {
@@ -785,13 +799,37 @@ static void db_ok(wr_consumer *c) {
 
 /* ---- the broker ------------------------------------------------------------------------- */
 
+static void parts_active_add(wr_consumer *c, int delta);
+
+/* Partitioned: this instance has just (re)registered on every partition it has not
+ * handed out (a new connection or channel): it holds none it knows of yet, and any
+ * partition that starts delivering from now on more than ACQUIRE_AFTER_MS later
+ * comes from another instance. */
+static void parts_registered(wr_consumer *c) {
+  int64_t now = wr_mono_ns();
+  if (wr_conn_is_open(c->conn)) {
+    wr_queue_decl d = {.name = c->members, .durable = true, .arguments = amqp_empty_table};
+    uint32_t n = 0;
+    if (wr_conn_declare_queue(c->conn, &d, true, NULL, &n, NULL) == 0)
+      c->others = n > 0 ? n - 1 : 0;
+  }
+  memset(c->part_seen, 0, c->n_parts * sizeof *c->part_seen);
+  for (unsigned k = 0; k < c->n_parts; k++)
+    c->part_reg_ns[k] = now;
+  parts_active_add(c, -(int)__atomic_load_n(&c->parts_active, __ATOMIC_RELAXED));
+  c->parts_gen = wr_conn_generation(c->conn);
+}
+
 /* Partitioned: the members queue first (so the others count this instance as soon as
  * it competes for partitions), then every partition. wr_conn replays them after a
  * reconnect, which puts this instance at the back of every waiting list. */
 static int consume_partitions(wr_consumer *c, wr_err *err) {
   int rc = wr_conn_consume(c->conn, c->members, 1, false, amqp_empty_table, err);
-  for (unsigned k = 0; rc == 0 && k < c->n_parts; k++)
+  for (unsigned k = 0; rc == 0 && k < c->n_parts; k++) {
     rc = wr_conn_consume(c->conn, c->parts[k], c->prefetch, false, amqp_empty_table, err);
+    if (rc == 0)
+      c->part_out[k] = false;
+  }
   return rc;
 }
 
@@ -859,6 +897,8 @@ static int amqp_ready(wr_consumer *c, bool consume, bool retry, wr_err *err) {
       return rc;
     c->consuming = true;
   }
+  if (consume && c->n_parts > 0 && wr_conn_generation(c->conn) != c->parts_gen)
+    parts_registered(c);
   return 0;
 }
 
@@ -1804,22 +1844,23 @@ static void process_batch(wr_consumer *c) {
 
 /* Fills the batch. Returns the number of deliveries, 0 when none came, or <0 when the
  * connection failed (the batch is then empty: its deliveries come back). */
+/* The partitions-active count, for the stats and the gauge. Consumer thread only. */
+static void parts_active_add(wr_consumer *c, int delta) {
+  uint32_t v = (uint32_t)((int)__atomic_load_n(&c->parts_active, __ATOMIC_RELAXED) + delta);
+  __atomic_store_n(&c->parts_active, v, __ATOMIC_RELAXED);
+  if (c->m_parts)
+    wr_gauge_set(c->m_parts, (double)v);
+}
+
 /* Partitioned: remembers which partitions deliver to this instance (it is their active
  * consumer until it cancels or disconnects). The consumer tag is the queue name. */
 static void note_delivery(wr_consumer *c, const amqp_envelope_t *env) {
   c->last_delivery_ns = wr_mono_ns();
   if (c->n_parts == 0)
     return;
-  uint64_t gen = wr_conn_generation(c->conn);
   int64_t now = c->last_delivery_ns;
-  if (gen != c->parts_gen) {
-    /* a new connection or channel: registered again on every partition */
-    memset(c->part_seen, 0, c->n_parts * sizeof *c->part_seen);
-    for (unsigned k = 0; k < c->n_parts; k++)
-      c->part_reg_ns[k] = now;
-    __atomic_store_n(&c->parts_active, 0, __ATOMIC_RELAXED);
-    c->parts_gen = gen;
-  }
+  if (wr_conn_generation(c->conn) != c->parts_gen)
+    parts_registered(c); /* channel 1 was reopened inside wr_conn */
   size_t ql = strlen(c->queue);
   const char *tag = env->consumer_tag.bytes;
   size_t tl = env->consumer_tag.len;
@@ -1831,12 +1872,17 @@ static void note_delivery(wr_consumer *c, const amqp_envelope_t *env) {
       return;
     k = k * 10 + (unsigned)(tag[i] - '0');
   }
-  if (k >= c->n_parts || c->part_seen[k])
+  /* A partition handed over still delivers what it had sent before the cancel: that
+   * says nothing about holding it. */
+  if (k >= c->n_parts || c->part_seen[k] || c->part_out[k])
     return;
   c->part_seen[k] = true;
-  if (now - c->part_reg_ns[k] > (int64_t)ACQUIRE_AFTER_MS * 1000000)
+  if (c->others > 0 || now - c->part_reg_ns[k] > (int64_t)ACQUIRE_AFTER_MS * 1000000) {
     c->acquired = true;
-  __atomic_fetch_add(&c->parts_active, 1, __ATOMIC_RELAXED);
+    wr_log_info(NULL, "consumer %s: %s now delivers here (waiting %d ms for a previous holder)",
+                c->queue, c->parts[k], HANDOVER_GRACE_MS);
+  }
+  parts_active_add(c, 1);
 }
 
 static int collect(wr_consumer *c) {
@@ -1941,14 +1987,33 @@ static void rebalance(wr_consumer *c) {
   if (now < c->next_rebalance_ns)
     return;
   c->next_rebalance_ns = now + (int64_t)c->rebalance_ms * 1000000;
+  wr_err e;
+  /* Queue up again behind the others for the partitions handed over a tick ago (not
+   * at once: what they had delivered before the cancel has been processed since,
+   * and cannot be mistaken for holding them). */
+  for (unsigned k = 0; k < c->n_parts; k++) {
+    if (!c->part_out[k])
+      continue;
+    wr_err_clear(&e);
+    if (wr_conn_consume(c->conn, c->parts[k], c->prefetch, false, amqp_empty_table, &e) != 0) {
+      wr_log_warn(NULL, "consumer %s: consuming %s again failed: %s", c->queue, c->parts[k],
+                  e.msg);
+      if (wr_conn_is_open(c->conn))
+        wr_conn_close(c->conn); /* the reconnect registers every partition */
+      c->consuming = false;
+      return;
+    }
+    c->part_out[k] = false;
+    c->part_reg_ns[k] = wr_mono_ns();
+  }
   if (wr_conn_generation(c->conn) != c->parts_gen)
     return; /* re-registered since: nothing seen yet on this connection */
   wr_queue_decl d = {.name = c->members, .durable = true, .arguments = amqp_empty_table};
   uint32_t instances = 0;
-  wr_err e;
   wr_err_clear(&e);
   if (wr_conn_declare_queue(c->conn, &d, true, NULL, &instances, &e) != 0 || instances == 0)
     return;
+  c->others = instances - 1;
   unsigned share = (c->n_parts + instances - 1) / instances;
   unsigned held = 0;
   for (unsigned k = 0; k < c->n_parts; k++)
@@ -1967,20 +2032,21 @@ static void rebalance(wr_consumer *c) {
       continue;
     wr_err_clear(&e);
     int rc = wr_conn_cancel(c->conn, c->parts[k], &e);
-    if (rc == 0)
-      rc = wr_conn_consume(c->conn, c->parts[k], c->prefetch, false, amqp_empty_table, &e);
     if (rc != 0) {
       /* The connection or channel failed: the reconnect registers every partition
        * again (at the back of the waiting lists). */
       wr_log_warn(NULL, "consumer %s: handing over %s failed: %s", c->queue, c->parts[k], e.msg);
       if (wr_conn_is_open(c->conn))
         wr_conn_close(c->conn);
+      c->consuming = false;
       return;
     }
     c->part_seen[k] = false;
-    c->part_reg_ns[k] = wr_mono_ns();
-    __atomic_fetch_sub(&c->parts_active, 1, __ATOMIC_RELAXED);
+    c->part_out[k] = true;
+    parts_active_add(c, -1);
     __atomic_fetch_add(&c->handovers, 1, __ATOMIC_RELAXED);
+    if (c->m_handovers)
+      wr_counter_add(c->m_handovers, 1);
     excess--;
   }
 }

@@ -495,6 +495,8 @@ static void one_instance(void **state) {
   (void)state;
   fx f;
   pt_init(&f, "ptone", 4);
+  assert_int_equal(wr_metrics_new(&f.metrics), 0);
+  f.opts.metrics = f.metrics;
   pt_cfg cfg = {0};
   f.c = pt_consumer(&f, &cfg);
   assert_non_null(f.c);
@@ -520,6 +522,16 @@ static void one_instance(void **state) {
   assert_int_equal(pt_count(&f, "SELECT count(*) FROM applied WHERE id = 'flaky'"), 1);
   assert_int_equal(pt_count(&f, "SELECT count(*) FROM widgets WHERE version = 25"), 40);
   pt_assert_order(&f);
+  /* the group's backlog and this instance's partitions, for operators */
+  char *txt = wr_metrics_render(f.metrics);
+  assert_non_null(txt);
+  char want[300];
+  snprintf(want, sizeof want, "warren_consumer_partitions_active{queue=\"%s\"} 4", f.queue);
+  if (!strstr(txt, want))
+    fail_msg("metrics lack \"%s\":\n%s", want, txt);
+  snprintf(want, sizeof want, "warren_consumer_handovers_total{queue=\"%s\"} 0", f.queue);
+  assert_non_null(strstr(txt, want));
+  free(txt);
   fx_stop(&f, "one instance");
   pt_done(&f);
 }

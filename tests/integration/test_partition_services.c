@@ -22,6 +22,7 @@ typedef struct load {
   const char *urls[2];
   json_t *ids;  /* borrowed */
   int from, to; /* PATCHes i = from..to-1 rename customer ids[i % n] */
+  int serial;   /* makes every name new: a PATCH that changes nothing publishes nothing */
   const char *tag;
   int failed;
 } load;
@@ -33,7 +34,7 @@ static void *patch_run(void *arg) {
     char url[300], body[200];
     snprintf(url, sizeof url, "%s/customers/%s", l->urls[i % 2],
              json_string_value(json_array_get(l->ids, (size_t)i % n)));
-    snprintf(body, sizeof body, "{\"name\":\"%s %d\"}", l->tag, i);
+    snprintf(body, sizeof body, "{\"name\":\"%s %d.%d\"}", l->tag, l->serial, i);
     const char *h[] = {"Content-Type: application/json", NULL};
     wr_http_request rq = {.method = "PATCH",
                           .url = url,
@@ -51,6 +52,8 @@ static void *patch_run(void *arg) {
 
 /* n PATCHes from 4 threads, alternating between the two customer instances. */
 static void patch_many(dk_proc *cust, json_t *ids, int n, const char *tag) {
+  static int serial;
+  serial++;
   load l[4];
   pthread_t th[4];
   for (int t = 0; t < 4; t++) {
@@ -58,7 +61,8 @@ static void patch_many(dk_proc *cust, json_t *ids, int n, const char *tag) {
                   .ids = ids,
                   .from = n * t / 4,
                   .to = n * (t + 1) / 4,
-                  .tag = tag};
+                  .tag = tag,
+                  .serial = serial};
     assert_int_equal(pthread_create(&th[t], NULL, patch_run, &l[t]), 0);
   }
   int failed = 0;
@@ -142,8 +146,14 @@ static void instances(void **state) {
   spread_arg sp = {.ord = ord};
   int64_t t_spread = wt_now_ms();
   for (int round = 0; !all_applied_since(&sp); round++) {
-    if (round > 60)
+    if (round > 60) {
+      for (int i = 0; i < 3; i++) {
+        printf("[ multi    ] order instance %d applied %.0f; its log:\n", i,
+               consumed(&ord[i], "applied"));
+        dk_tail(ord[i].log_path, 15);
+      }
       fail_msg("the partitions did not spread over the three order instances");
+    }
     patch_many(cust, ids, 100, "warm");
     events += 100;
     usleep(300000);

@@ -89,11 +89,13 @@ typedef struct wr_consumer_opts {
    * next one waiting takes over (its unacked deliveries come back first). Every
    * rebalance_interval_ms an instance that receives from more partitions than its
    * share (ceil(n / instances), instances = consumers of <queue>.members) hands the
-   * excess over to instances waiting for them (basic.cancel + consume again, which
-   * puts it at the back of the waiting list). A handover, like a takeover, may let
-   * two instances hold events of one aggregate for a moment: the version guard then
-   * skips the older one as stale, never applies it after the newer. Changing n
-   * moves aggregates between partitions: see docs/SCALING.md. */
+   * excess over to the instances waiting longest for them (basic.cancel; it queues
+   * up again, at the back, one interval later). An instance that gets a partition
+   * while others are around waits 1 s before processing it, so that the previous
+   * holder can settle what it had received: order holds across handovers and
+   * takeovers unless the previous holder is stuck longer, and then the version
+   * guard skips the older events as stale, never applies them after newer ones.
+   * Changing n moves aggregates between partitions: see docs/SCALING.md. */
   unsigned partitions;
   unsigned rebalance_interval_ms;  /* 0 = never hand partitions over */
 
