@@ -897,7 +897,7 @@ static int amqp_ready(wr_consumer *c, bool consume, bool retry, wr_err *err) {
       return rc;
     c->consuming = true;
   }
-  if (consume && c->n_parts > 0 && wr_conn_generation(c->conn) != c->parts_gen)
+  if (consume && c->n_parts > 0 && !c->stream && wr_conn_generation(c->conn) != c->parts_gen)
     parts_registered(c);
   return 0;
 }
@@ -1856,7 +1856,7 @@ static void parts_active_add(wr_consumer *c, int delta) {
  * consumer until it cancels or disconnects). The consumer tag is the queue name. */
 static void note_delivery(wr_consumer *c, const amqp_envelope_t *env) {
   c->last_delivery_ns = wr_mono_ns();
-  if (c->n_parts == 0)
+  if (c->n_parts == 0 || c->stream)
     return;
   int64_t now = c->last_delivery_ns;
   if (wr_conn_generation(c->conn) != c->parts_gen)

@@ -212,6 +212,49 @@ static void failure_goes_to_live_retry(void **state) {
   st_done(&s);
 }
 
+/* A partitioned group replays the same way (it declares its partitioned layout and
+ * reads the stream); a retried copy goes through the shared retry tier into the
+ * group's partitions (test_partition checks which one). */
+static void partitioned_replay(void **state) {
+  (void)state;
+  st s;
+  st_init(&s, "stpart");
+  fx *f = &s.f;
+  f->opts.partitions = 3;
+  fx_simple(f, TESTEV_CREATED, "p1", 1, "ok");
+  fx_simple(f, TESTEV_CREATED, "p2", 1, "fail-until-1");
+  fx_simple(f, TESTEV_UPDATED, "p1", 2, "ok");
+  wr_consumer_stats r;
+  assert_int_equal(st_replay(&s, "first", &r), 0);
+  assert_int_equal(r.applied, 2);
+  assert_int_equal(r.retried, 1);
+  char q[3][200];
+  long total = 0;
+  for (int64_t end = wt_now_ms() + 10000; total != 1 && wt_now_ms() < end;) {
+    total = 0;
+    for (unsigned k = 0; k < 3; k++) {
+      wr_topology_partition_name(f->queue, k, q[k], sizeof q[k]);
+      amqp_connection_state_t a = wt_amqp_connect();
+      long d = wt_amqp_queue_depth(a, q[k]);
+      wt_amqp_close(a);
+      total += d > 0 ? d : 0;
+    }
+    if (total != 1)
+      usleep(100000);
+  }
+  assert_int_equal(total, 1);
+  amqp_connection_state_t a = wt_amqp_connect();
+  char name[200];
+  for (unsigned k = 0; k < 3; k++)
+    wt_amqp_delete_queue(a, q[k]);
+  wr_topology_members_name(f->queue, name, sizeof name);
+  wt_amqp_delete_queue(a, name);
+  wr_topology_partition_exchange_name(f->queue, name, sizeof name);
+  wt_amqp_delete_exchange(a, name);
+  wt_amqp_close(a);
+  st_done(&s);
+}
+
 static void bad_input(void **state) {
   (void)state;
   st s;
@@ -289,6 +332,7 @@ int main(void) {
       cmocka_unit_test(rebuild_from_stream),
       cmocka_unit_test(from_timestamp),
       cmocka_unit_test(failure_goes_to_live_retry),
+      cmocka_unit_test(partitioned_replay),
       cmocka_unit_test(bad_input),
       cmocka_unit_test(replay_rate),
   };
