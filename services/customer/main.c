@@ -85,9 +85,10 @@ int main(int argc, char **argv) {
 
   char redacted[512];
   wr_redact_url(cf.std.database_url, redacted, sizeof redacted);
+  wr_topology *topo = NULL;
   if (wr_metrics_new(&a.metrics) != 0) {
     wr_log_error(NULL, "out of memory");
-    return 1;
+    goto fail;
   }
   a.snapshots_emitted = wr_metrics_counter(a.metrics, "customer_snapshot_events_total",
                                            "CustomerSnapshot events emitted", NULL);
@@ -103,17 +104,16 @@ int main(int argc, char **argv) {
     PQfinish(mc);
   if (rc) {
     wr_log_error(NULL, "database %s: %s", redacted, err.msg);
-    return 1;
+    goto fail;
   }
   rc = wr_db_pool_new(cf.std.database_url, "customer-service", cf.std.db_pool, &a.pool, &err);
   if (rc) {
     wr_log_error(NULL, "database pool: %s", err.msg);
-    return 1;
+    goto fail;
   }
 
   /* The relay declares the domain exchange on every connect, and the retained log
    * (a stream bound to it) when one is configured. */
-  wr_topology *topo = NULL;
   rc = wr_topology_new(&topo);
   if (rc == 0)
     rc = wr_topology_exchange(topo, CUSTOMER_V1_EXCHANGE, "topic");
@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
   }
   if (rc) {
     wr_log_error(NULL, "topology: %s", wr_strerror(rc));
-    return 1;
+    goto fail;
   }
   wr_conn_opts amqp = WR_CONN_OPTS_INIT;
   amqp.urls = cf.std.amqp_url;
@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
     rc = wr_relay_start(a.relay);
   if (rc) {
     wr_log_error(NULL, "relay: %s", err.msg);
-    return 1;
+    goto fail;
   }
 
   wr_http_opts ho = WR_HTTP_OPTS_INIT;
@@ -156,8 +156,7 @@ int main(int argc, char **argv) {
   rc = wr_http_server_start(&ho, &srv, &err);
   if (rc) {
     wr_log_error(NULL, "http: %s", err.msg);
-    wr_relay_free(a.relay);
-    return 1;
+    goto fail;
   }
   pthread_t snap;
   bool snap_started = interval > 0 && pthread_create(&snap, NULL, snapshot_loop, &a) == 0;
@@ -179,4 +178,12 @@ int main(int argc, char **argv) {
   pthread_mutex_destroy(&a.snapshot_mu);
   wr_log_info(NULL, "stopped");
   return 0;
+
+fail: /* a start that failed: free what was built (clean under LeakSanitizer) */
+  wr_relay_free(a.relay);
+  wr_topology_free(topo);
+  wr_db_pool_free(a.pool);
+  wr_metrics_free(a.metrics);
+  pthread_mutex_destroy(&a.snapshot_mu);
+  return 1;
 }
