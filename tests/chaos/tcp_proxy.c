@@ -37,6 +37,7 @@ struct tp_proxy {
   int refuse;        /* atomic */
   uint64_t accepted; /* atomic */
   uint64_t bytes[2]; /* forwarded up / down, atomic */
+  uint64_t trigger;  /* tp_stall_down_after: up-byte count that stalls down (0 = none) */
   pthread_mutex_t mu;
   tp_conn *conns;
 };
@@ -146,7 +147,13 @@ static void *conn_main(void *arg) {
         if (put < 0 && errno != EAGAIN && errno != EINTR)
           closed = true;
         else if (put > 0) {
-          __atomic_add_fetch(&p->bytes[x->flag == TP_UP ? 0 : 1], (uint64_t)put, __ATOMIC_RELAXED);
+          uint64_t total = __atomic_add_fetch(&p->bytes[x->flag == TP_UP ? 0 : 1], (uint64_t)put,
+                                              __ATOMIC_RELAXED);
+          uint64_t trig = __atomic_load_n(&p->trigger, __ATOMIC_ACQUIRE);
+          if (x->flag == TP_UP && trig && total >= trig &&
+              __atomic_compare_exchange_n(&p->trigger, &trig, 0, false, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_ACQUIRE))
+            __atomic_or_fetch(&p->stall, TP_DOWN, __ATOMIC_ACQ_REL);
           x->off += (size_t)put;
           if (x->off == x->len)
             x->len = x->off = 0;
@@ -270,7 +277,13 @@ unsigned tp_port(const tp_proxy *p) {
 }
 
 void tp_stall(tp_proxy *p, unsigned dirs) {
+  __atomic_store_n(&p->trigger, 0, __ATOMIC_RELEASE);
   __atomic_store_n(&p->stall, dirs & (TP_UP | TP_DOWN), __ATOMIC_RELEASE);
+}
+
+void tp_stall_down_after(tp_proxy *p, uint64_t up_bytes) {
+  uint64_t at = __atomic_load_n(&p->bytes[0], __ATOMIC_ACQUIRE) + (up_bytes ? up_bytes : 1);
+  __atomic_store_n(&p->trigger, at, __ATOMIC_RELEASE);
 }
 
 size_t tp_cut(tp_proxy *p) {

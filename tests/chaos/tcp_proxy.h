@@ -33,6 +33,11 @@ unsigned tp_port(const tp_proxy *p);
 /* Stalls the directions in `dirs` (TP_UP | TP_DOWN) and resumes the others; 0 resumes
  * everything. Applies to open and future connections. */
 void tp_stall(tp_proxy *p, unsigned dirs);
+/* Arms a trigger: once `up_bytes` more bytes have been forwarded client -> upstream
+ * (over all connections), the upstream -> client direction stalls (as tp_stall(p,
+ * TP_DOWN)). For "the request went out, the answer never came back" after a handshake
+ * that needs both directions. tp_stall() disarms it. */
+void tp_stall_down_after(tp_proxy *p, uint64_t up_bytes);
 /* Resets every open connection; returns how many were open. */
 size_t tp_cut(tp_proxy *p);
 /* While on, new connections are accepted and closed at once. */

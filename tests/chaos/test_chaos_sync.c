@@ -816,19 +816,41 @@ static bool inject(fault f, unsigned *seed) {
     break;
   }
   case F_RELAY_CRASH: {
-    /* The broker's confirms are withheld: the relay publishes a batch, waits, and is
-     * killed before it can delete the rows. They are published again after the
-     * restart: duplicates for the inbox. */
+    /* A relay killed with a full batch published and unconfirmed: its link is cut and
+     * reconnects are refused for a while (rows pile up in the outbox); then it may
+     * reconnect, and once it has sent 16 KiB (the handshake and the first messages of
+     * its next batch) the proxy withholds everything the broker sends back. The relay
+     * publishes the rest of the batch, waits for confirms that never come, and is
+     * killed: those rows reached the broker but stay in the outbox, and go out again
+     * after the restart (duplicates for the inbox). */
+    unsigned pile = fault_rand(seed, 2000, 4000);
+    tp_refuse(px_customer, true);
+    tp_cut(px_customer);
+    usleep(pile * 1000u);
+    tp_stall_down_after(px_customer, 16384);
     uint64_t up0 = tp_bytes(px_customer, TP_UP);
-    tp_stall(px_customer, TP_DOWN);
-    usleep(fault_rand(seed, 800, 2000) * 1000u);
+    tp_refuse(px_customer, false);
+    /* wait for the batch to go out: the up count grows, then stays put */
+    uint64_t last = up0;
+    int64_t until = wt_now_ms() + 20000, quiet_since = wt_now_ms();
+    while (wt_now_ms() < until) {
+      usleep(100000);
+      uint64_t now_up = tp_bytes(px_customer, TP_UP);
+      if (now_up != last) {
+        last = now_up;
+        quiet_since = wt_now_ms();
+      } else if (last - up0 > 16384 && wt_now_ms() - quiet_since >= 500) {
+        break;
+      }
+    }
     counters_bank(&cust_ctr);
     dk_stop(&cust_proc, SIGKILL, 5000);
     uint64_t sent = tp_bytes(px_customer, TP_UP) - up0;
     tp_stall(px_customer, 0);
     ok = start_customer();
     counters_up(&cust_ctr);
-    snprintf(detail, sizeof detail, "%" PRIu64 " bytes published without confirms at the kill",
+    snprintf(detail, sizeof detail,
+             "outbox piled up %u ms; %" PRIu64 " bytes published, confirms withheld, kill -9", pile,
              sent);
     break;
   }
