@@ -370,7 +370,9 @@ static void jb_put(jbuf *b, const char *s, size_t n) {
   b->p[b->len] = '\0';
 }
 
-static void jb_lit(jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
+static void jb_lit(jbuf *b, const char *s) {
+  jb_put(b, s, strlen(s));
+}
 
 /* s as a JSON string: quote, backslash and control characters escaped, everything else
  * (UTF-8 text from the database) as it is, as jansson writes it. */
