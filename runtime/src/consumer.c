@@ -47,6 +47,7 @@
 #include <warren/log.h>
 #include <warren/util.h>
 
+#include "sbuf.h"
 #include "consumer_internal.h"
 #include "utf8.h"
 
@@ -310,53 +311,6 @@ static char *dup_or_null(const char *s, bool *oom) {
   return d;
 }
 
-/* Growable string for PostgreSQL array literals. */
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-      b->oom = true;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* Appends one quoted array element ("a\"b"). */
-static void sb_elem(sbuf *b, const char *s, bool first) {
-  if (!first)
-    sb_put(b, ",", 1);
-  sb_put(b, "\"", 1);
-  for (const char *p = s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      sb_put(b, "\\", 1);
-    sb_put(b, p, 1);
-  }
-  sb_put(b, "\"", 1);
-}
-
-static void sb_free(sbuf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
 
 /* Makes a failure text one clean line for a header and a log: control characters (a
  * PostgreSQL message has newlines) become spaces, runs of spaces one, bytes that are
@@ -1098,15 +1052,15 @@ static int guard_load(wr_consumer *c, wr_err *err) {
     item *it = &c->items[c->txn[k]];
     it->gkey = gkey_find(c, it->meta->aggregate_type, it->meta->aggregate_id);
   }
-  sbuf ts = {0}, ids = {0};
-  sb_str(&ts, "{");
-  sb_str(&ids, "{");
+  wr__sbuf ts = {0}, ids = {0};
+  wr__sb_cstr(&ts, "{");
+  wr__sb_cstr(&ids, "{");
   for (size_t k = 0; k < c->n_keys; k++) {
-    sb_elem(&ts, c->keys[k].type, k == 0);
-    sb_elem(&ids, c->keys[k].id, k == 0);
+    wr__sb_pg_elem(&ts, c->keys[k].type, k == 0);
+    wr__sb_pg_elem(&ids, c->keys[k].id, k == 0);
   }
-  sb_str(&ts, "}");
-  sb_str(&ids, "}");
+  wr__sb_cstr(&ts, "}");
+  wr__sb_cstr(&ids, "}");
   int rc = 0;
   if (ts.oom || ids.oom) {
     rc = wr_err_set(err, WR_ENOMEM, "version guard: out of memory");
@@ -1123,8 +1077,8 @@ static int guard_load(wr_consumer *c, wr_err *err) {
     }
     PQclear(r);
   }
-  sb_free(&ts);
-  sb_free(&ids);
+  wr__sb_free(&ts);
+  wr__sb_free(&ids);
   if (rc == 0)
     c->keys_loaded = true;
   return rc;
@@ -1168,26 +1122,26 @@ int wr_msg_guard(wr_msg *m) {
  * created one of the rows meanwhile (run the transaction again), or <0. */
 static int guard_save(wr_consumer *c, wr_err *err) {
   size_t n = 0;
-  sbuf ts = {0}, ids = {0}, vs = {0}, tbs = {0};
-  sb_str(&ts, "{");
-  sb_str(&ids, "{");
-  sb_str(&vs, "{");
-  sb_str(&tbs, "{");
+  wr__sbuf ts = {0}, ids = {0}, vs = {0}, tbs = {0};
+  wr__sb_cstr(&ts, "{");
+  wr__sb_cstr(&ids, "{");
+  wr__sb_cstr(&vs, "{");
+  wr__sb_cstr(&tbs, "{");
   for (size_t k = 0; k < c->n_keys; k++) {
     if (!c->keys[k].dirty)
       continue;
     char num[24];
     snprintf(num, sizeof num, "%s%" PRIu64, n ? "," : "", c->keys[k].cur);
-    sb_elem(&ts, c->keys[k].type, n == 0);
-    sb_elem(&ids, c->keys[k].id, n == 0);
-    sb_str(&vs, num);
-    sb_str(&tbs, n ? (c->keys[k].cur_tomb ? ",t" : ",f") : (c->keys[k].cur_tomb ? "t" : "f"));
+    wr__sb_pg_elem(&ts, c->keys[k].type, n == 0);
+    wr__sb_pg_elem(&ids, c->keys[k].id, n == 0);
+    wr__sb_cstr(&vs, num);
+    wr__sb_cstr(&tbs, n ? (c->keys[k].cur_tomb ? ",t" : ",f") : (c->keys[k].cur_tomb ? "t" : "f"));
     n++;
   }
-  sb_str(&ts, "}");
-  sb_str(&ids, "}");
-  sb_str(&vs, "}");
-  sb_str(&tbs, "}");
+  wr__sb_cstr(&ts, "}");
+  wr__sb_cstr(&ids, "}");
+  wr__sb_cstr(&vs, "}");
+  wr__sb_cstr(&tbs, "}");
   int rc = 0;
   if (n == 0) {
     rc = 0;
@@ -1201,10 +1155,10 @@ static int guard_save(wr_consumer *c, wr_err *err) {
       rc = 1;
     PQclear(r);
   }
-  sb_free(&ts);
-  sb_free(&ids);
-  sb_free(&vs);
-  sb_free(&tbs);
+  wr__sb_free(&ts);
+  wr__sb_free(&ids);
+  wr__sb_free(&vs);
+  wr__sb_free(&tbs);
   return rc;
 }
 
@@ -1250,17 +1204,17 @@ static int inbox_insert(wr_consumer *c, wr_err *err) {
   for (size_t k = 0; k < c->n_txn; k++)
     ids[k] = c->items[c->txn[k]].event_id;
   qsort(ids, c->n_txn, sizeof *ids, str_cmp);
-  sbuf b = {0};
-  sb_str(&b, "{");
+  wr__sbuf b = {0};
+  wr__sb_cstr(&b, "{");
   size_t nd = 0;
   for (size_t k = 0; k < c->n_txn; k++) {
     if (k > 0 && strcmp(ids[k - 1], ids[k]) == 0)
       continue;
     if (nd++)
-      sb_str(&b, ",");
-    sb_str(&b, ids[k]);
+      wr__sb_cstr(&b, ",");
+    wr__sb_cstr(&b, ids[k]);
   }
-  sb_str(&b, "}");
+  wr__sb_cstr(&b, "}");
   int rc = 0;
   size_t nf = 0;
   PGresult *r = NULL;
@@ -1293,7 +1247,7 @@ static int inbox_insert(wr_consumer *c, wr_err *err) {
     }
   }
   PQclear(r);
-  sb_free(&b);
+  wr__sb_free(&b);
   free(ids);
   free(fresh);
   return rc;

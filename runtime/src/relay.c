@@ -61,6 +61,7 @@
 #include <warren/util.h>
 
 #include "conn_internal.h"
+#include "sbuf.h"
 
 /* ---- state -------------------------------------------------------------------------- */
 
@@ -80,12 +81,6 @@ typedef struct row {
                WR_ETIMEDOUT */
 } row;
 
-/* A growable string (array literals for the settle statements). */
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} sbuf;
 
 /* The batch in flight and the PostgreSQL connection it is claimed on. */
 typedef struct batch {
@@ -130,7 +125,7 @@ struct wr_relay {
   char *known[KNOWN_EXCHANGES];
   size_t n_known;
 
-  sbuf ids, delays, errs; /* settle parameters, reused */
+  wr__sbuf ids, delays, errs; /* settle parameters, reused */
   int64_t next_retry_ns;  /* monotonic time the earliest failed row becomes due (0: none) */
 
   /* outages: logged once when they start, once when they end */
@@ -163,47 +158,6 @@ static const char *relay_name(const wr_relay *r) {
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
-static void sb_reset(sbuf *b) {
-  b->len = 0;
-  b->oom = false;
-  if (b->p)
-    b->p[0] = '\0';
-}
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) {
-  sb_put(b, s, strlen(s));
-}
-
-/* Appends s as a double-quoted element of a PostgreSQL array literal. */
-static void sb_quoted(sbuf *b, const char *s) {
-  sb_put(b, "\"", 1);
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\')
-      sb_put(b, "\\", 1);
-    sb_put(b, s, 1);
-  }
-  sb_put(b, "\"", 1);
-}
 
 static int64_t be64(const char *p) {
   uint64_t v;
@@ -621,18 +575,18 @@ static int settle(wr_relay *r, batch *b, size_t *acked, size_t *failed, char *fi
                   size_t fesz, wr_err *err) {
   *acked = *failed = 0;
   first_error[0] = '\0';
-  sb_reset(&r->ids);
-  sb_str(&r->ids, "{");
+  wr__sb_reset(&r->ids);
+  wr__sb_cstr(&r->ids, "{");
   size_t n_ack = 0, n_fail = 0;
   for (int i = 0; i < b->n; i++) {
     if (b->rows[i].state != ROW_ACKED)
       continue;
     char num[24];
     snprintf(num, sizeof num, "%s%" PRId64, n_ack ? "," : "", b->rows[i].id);
-    sb_str(&r->ids, num);
+    wr__sb_cstr(&r->ids, num);
     n_ack++;
   }
-  sb_str(&r->ids, "}");
+  wr__sb_cstr(&r->ids, "}");
   int rc = 0;
   if (n_ack > 0) {
     if (r->ids.oom)
@@ -645,12 +599,12 @@ static int settle(wr_relay *r, batch *b, size_t *acked, size_t *failed, char *fi
       return rc;
   }
 
-  sb_reset(&r->ids);
-  sb_reset(&r->delays);
-  sb_reset(&r->errs);
-  sb_str(&r->ids, "{");
-  sb_str(&r->delays, "{");
-  sb_str(&r->errs, "{");
+  wr__sb_reset(&r->ids);
+  wr__sb_reset(&r->delays);
+  wr__sb_reset(&r->errs);
+  wr__sb_cstr(&r->ids, "{");
+  wr__sb_cstr(&r->delays, "{");
+  wr__sb_cstr(&r->errs, "{");
   int64_t now = wr_mono_ns();
   for (int i = 0; i < b->n; i++) {
     row *w = &b->rows[i];
@@ -667,20 +621,18 @@ static int settle(wr_relay *r, batch *b, size_t *acked, size_t *failed, char *fi
       r->next_retry_ns = due;
     char num[48], msg[400];
     snprintf(num, sizeof num, "%s%" PRId64, n_fail ? "," : "", w->id);
-    sb_str(&r->ids, num);
+    wr__sb_cstr(&r->ids, num);
     snprintf(num, sizeof num, "%s%u", n_fail ? "," : "", delay);
-    sb_str(&r->delays, num);
+    wr__sb_cstr(&r->delays, num);
     row_error(r, b, i, msg, sizeof msg);
-    if (n_fail)
-      sb_str(&r->errs, ",");
-    else
+    if (!n_fail)
       snprintf(first_error, fesz, "%s", msg);
-    sb_quoted(&r->errs, msg);
+    wr__sb_pg_elem(&r->errs, msg, n_fail == 0);
     n_fail++;
   }
-  sb_str(&r->ids, "}");
-  sb_str(&r->delays, "}");
-  sb_str(&r->errs, "}");
+  wr__sb_cstr(&r->ids, "}");
+  wr__sb_cstr(&r->delays, "}");
+  wr__sb_cstr(&r->errs, "}");
   if (n_fail > 0) {
     if (r->ids.oom || r->delays.oom || r->errs.oom)
       return wr_err_set(err, WR_ENOMEM, "relay settle: out of memory");
@@ -1236,9 +1188,9 @@ void wr_relay_free(wr_relay *r) {
     free(r->known[i]);
   if (r->wake_fd >= 0)
     close(r->wake_fd);
-  free(r->ids.p);
-  free(r->delays.p);
-  free(r->errs.p);
+  wr__sb_free(&r->ids);
+  wr__sb_free(&r->delays);
+  wr__sb_free(&r->errs);
   free(r->database_url);
   free(r->name);
   pthread_mutex_destroy(&r->mu);
