@@ -1106,8 +1106,13 @@ int wr_msg_guard(wr_msg *m) {
   gkey *k = &c->keys[it->gkey];
   bool tomb = it->h->t->kind == WR_KIND_DELETED;
   uint64_t v = it->meta->version;
-  int apply = v > k->cur && (!k->cur_tomb || tomb);
-  if (apply) {
+  /* A snapshot also applies at the stored version: it carries the same state, and
+   * rewriting it repairs contents that version checksums cannot see. */
+  bool same_snapshot = it->h->t->kind == WR_KIND_SNAPSHOT && v == k->cur && !k->cur_tomb;
+  int apply = (v > k->cur || same_snapshot) && (!k->cur_tomb || tomb);
+  if (apply && same_snapshot) {
+    /* nothing to record: the stored version stays */
+  } else if (apply) {
     k->cur = v;
     k->cur_tomb = tomb;
     k->dirty = true;

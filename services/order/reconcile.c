@@ -8,7 +8,8 @@
  *    rows the source does not have are removed; rows newer here than in the source's
  *    answer are left alone: an event overtook the fetch, the view is ahead, not wrong.
  * The checksum covers versions, not contents: a row changed here without a version
- * change is not detected (documented limit; snapshots rewrite contents). */
+ * change is not detected here; a snapshot (POST /admin/snapshots on the customer
+ * service, or its periodic snapshots) rewrites contents at the same version. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

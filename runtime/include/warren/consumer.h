@@ -251,8 +251,11 @@ WR_EXPORT wr_outbox *wr_msg_outbox(wr_msg *m);
  * event's version if it is newer than the stored one and returns 1 (apply), else
  * returns 0 (stale: counted, the handler should return 0 without applying). An event
  * of kind DELETED leaves a tombstone: afterwards only a newer DELETED applies, so a
- * late update cannot resurrect the aggregate. <0 on database error (return it: the
- * batch is retried). Same rule as wr_guard_advance, decided for the whole
+ * late update cannot resurrect the aggregate. An event of kind SNAPSHOT also applies
+ * at the stored version (not over a tombstone): it carries the same state, so
+ * rewriting it is harmless and repairs contents that reconciliation's version
+ * checksums cannot see. <0 on database error (return it: the
+ * batch is retried). Same rule as wr_guard_advance (except the snapshot case), decided for the whole
  * transaction: the first call reads and locks (FOR UPDATE) the stored versions of all
  * aggregates of the transaction, later calls decide in memory in delivery order, and
  * the new versions are written before COMMIT (a competing consumer that created an
