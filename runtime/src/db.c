@@ -151,7 +151,14 @@ static const char *const connect_defaults[][2] = {
 };
 #define N_DEFAULTS (sizeof connect_defaults / sizeof connect_defaults[0])
 
-int wr_db_connect(const char *url, const char *application_name, PGconn **out, wr_err *err) {
+/* The session settings the runtime puts into the startup packet (so that PQreset keeps
+ * them), after the string's own `options`: the time zone always, and the outbox NOTIFY
+ * switch (migrations.c, v2) when a caller turns it off. */
+#define SESSION_TZ "-c TimeZone=UTC"
+#define SESSION_NO_NOTIFY " -c warren.outbox_notify=off"
+
+static int connect_session(const char *url, const char *application_name, bool outbox_notify,
+                           PGconn **out, wr_err *err) {
   if (out)
     *out = NULL;
   if (!url || !out)
@@ -217,9 +224,11 @@ int wr_db_connect(const char *url, const char *application_name, PGconn **out, w
     vals[k] = application_name;
     k++;
   }
-  /* TimeZone goes into the startup packet (not a SET) so that PQreset keeps it. */
-  const char *tz = "-c TimeZone=UTC";
-  size_t olen = (user_options ? strlen(user_options) + 1 : 0) + strlen(tz) + 1;
+  /* Settings go into the startup packet (not a SET) so that PQreset keeps them. Ours
+   * come last: a caller that turned the NOTIFY off is not overridden by the string. */
+  const char *extra = outbox_notify ? "" : SESSION_NO_NOTIFY;
+  size_t olen = (user_options ? strlen(user_options) + 1 : 0) + strlen(SESSION_TZ) +
+                strlen(extra) + 1;
   options = malloc(olen);
   if (!options) {
     free(keys);
@@ -227,7 +236,8 @@ int wr_db_connect(const char *url, const char *application_name, PGconn **out, w
     PQconninfoFree(opts);
     return wr_err_set(err, WR_ENOMEM, "wr_db_connect: out of memory");
   }
-  snprintf(options, olen, "%s%s%s", user_options ? user_options : "", user_options ? " " : "", tz);
+  snprintf(options, olen, "%s%s%s%s", user_options ? user_options : "", user_options ? " " : "",
+           SESSION_TZ, extra);
   keys[k] = "options";
   vals[k] = options;
   k++;
@@ -253,6 +263,10 @@ int wr_db_connect(const char *url, const char *application_name, PGconn **out, w
   PQconninfoFree(opts);
   *out = c;
   return rc;
+}
+
+int wr_db_connect(const char *url, const char *application_name, PGconn **out, wr_err *err) {
+  return connect_session(url, application_name, true, out, err);
 }
 
 /* ---- migrations --------------------------------------------------------------------- */
@@ -424,10 +438,19 @@ struct wr_db_pool {
 
 int wr_db_pool_new(const char *url, const char *application_name, unsigned size, wr_db_pool **out,
                    wr_err *err) {
+  wr_db_pool_opts o = WR_DB_POOL_OPTS_INIT;
+  o.url = url;
+  o.application_name = application_name;
+  o.size = size;
+  return wr_db_pool_new_opts(&o, out, err);
+}
+
+int wr_db_pool_new_opts(const wr_db_pool_opts *opts, wr_db_pool **out, wr_err *err) {
   if (out)
     *out = NULL;
-  if (!url || !out || size == 0 || size > 1024)
+  if (!opts || !opts->url || !out || opts->size == 0 || opts->size > 1024)
     return wr_err_set(err, WR_EINVAL, "wr_db_pool_new: need a url, out and 1..1024 connections");
+  unsigned size = opts->size;
   wr_db_pool *p = calloc(1, sizeof *p);
   if (!p)
     return wr_err_set(err, WR_ENOMEM, "wr_db_pool_new: out of memory");
@@ -454,7 +477,8 @@ int wr_db_pool_new(const char *url, const char *application_name, unsigned size,
   /* Connect every slot now: a wrong URL or password fails at start, not on the first
    * request. */
   for (unsigned i = 0; i < size; i++) {
-    int rc = wr_db_connect(url, application_name, &p->slots[i].conn, err);
+    int rc = connect_session(opts->url, opts->application_name, opts->outbox_notify,
+                             &p->slots[i].conn, err);
     if (rc) {
       wr_db_pool_free(p);
       return rc;

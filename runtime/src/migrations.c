@@ -62,8 +62,31 @@ static const char v1_sql[] =
     "  PRIMARY KEY (scope, aggregate_type, aggregate_id)"
     ");";
 
+/* v2: the NOTIFY becomes a session's choice (setting warren.outbox_notify, default on).
+ *
+ * PostgreSQL serialises the commits of all notifying transactions of a database: the
+ * commit takes a database-wide lock before it queues the notification and keeps it
+ * through its WAL flush, so such commits cannot share a flush (group commit), and a
+ * service committing one transaction per request is capped near 1 / fsync time
+ * (docs/PERFORMANCE.md). A session whose process wakes its own relay right after
+ * the commit (wr_relay_wake) does not need the NOTIFY and turns it off with
+ * `warren.outbox_notify = off` (wr_db_pool_opts.outbox_notify, or the connection
+ * string's `options=-c warren.outbox_notify=off`, or SET). Every other writer (SQL
+ * scripts, processes without a relay) keeps notifying: an unset or empty setting means
+ * on. The value is read as a PostgreSQL boolean (on/off, true/false, yes/no, 1/0); a
+ * value that is none of these fails the insert, so a typo cannot silently stop the
+ * wake-ups of other relays. */
+static const char v2_sql[] =
+    "CREATE OR REPLACE FUNCTION warren_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "  IF coalesce(nullif(current_setting('warren.outbox_notify', true), '')::boolean, true)"
+    "  THEN PERFORM pg_notify('warren_outbox', ''); END IF;"
+    "  RETURN NULL;"
+    " END $$;";
+
 static const wr_migration runtime_migrations[] = {
     {1, "runtime tables: outbox, inbox, versions", v1_sql},
+    {2, "outbox NOTIFY off for sessions with warren.outbox_notify = off", v2_sql},
 };
 
 int wr_db_migrate_runtime(PGconn *c, wr_err *err) {

@@ -106,7 +106,15 @@ int main(int argc, char **argv) {
     wr_log_error(NULL, "database %s: %s", redacted, err.msg);
     goto fail;
   }
-  rc = wr_db_pool_new(cf.std.database_url, "customer-service", cf.std.db_pool, &a.pool, &err);
+  /* Every handler that appends to the outbox wakes the relay below after its COMMIT,
+   * so the pool's sessions skip the trigger's NOTIFY: notifying commits are serialised
+   * by PostgreSQL and would cap the PATCH rate (docs/PERFORMANCE.md). */
+  wr_db_pool_opts po = WR_DB_POOL_OPTS_INIT;
+  po.url = cf.std.database_url;
+  po.application_name = "customer-service";
+  po.size = cf.std.db_pool;
+  po.outbox_notify = false;
+  rc = wr_db_pool_new_opts(&po, &a.pool, &err);
   if (rc) {
     wr_log_error(NULL, "database pool: %s", err.msg);
     goto fail;

@@ -60,11 +60,12 @@ long snapshot_run(app *a, const char *correlation_id, wr_err *err) {
       wr_db_exec(c, "ROLLBACK", NULL);
     if (rc)
       break;
+    /* after every commit, the last one too: the pool's sessions send no NOTIFY */
+    wr_relay_wake(a->relay);
     total += b.n;
     if (b.n < a->snapshot_batch)
       break;
     memcpy(after, b.last_id, sizeof after);
-    wr_relay_wake(a->relay);
   }
   wr_db_pool_release(a->pool, c);
   pthread_mutex_unlock(&a->snapshot_mu);

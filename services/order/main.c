@@ -220,7 +220,14 @@ int main(int argc, char **argv) {
     wr_log_error(NULL, "database %s: %s", redacted, err.msg);
     return 1;
   }
-  if ((rc = wr_db_pool_new(cf.std.database_url, "order-service", cf.std.db_pool, &a.pool, &err)) != 0) {
+  /* POST /orders wakes the relay after its COMMIT: no NOTIFY needed from the pool's
+   * sessions (serialised commits, docs/PERFORMANCE.md). */
+  wr_db_pool_opts po = WR_DB_POOL_OPTS_INIT;
+  po.url = cf.std.database_url;
+  po.application_name = "order-service";
+  po.size = cf.std.db_pool;
+  po.outbox_notify = false;
+  if ((rc = wr_db_pool_new_opts(&po, &a.pool, &err)) != 0) {
     wr_log_error(NULL, "database pool: %s", err.msg);
     return 1;
   }

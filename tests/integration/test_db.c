@@ -2,7 +2,8 @@
 /* test_db.c: the database layer against the real PostgreSQL of the test stack:
  * connecting (session settings, errors without credentials), migrations (idempotent,
  * atomic per migration, safe with concurrent starters), the runtime tables and their
- * NOTIFY trigger, statement helpers, broken-connection detection and the pool
+ * NOTIFY trigger (and its session switch warren.outbox_notify: SET, connection string
+ * options, pools with outbox_notify = false, also after a reset), statement helpers, broken-connection detection and the pool
  * (timeouts, hand-over between threads, rollback on release, reset of broken
  * connections). */
 #include "harness.h"
@@ -313,7 +314,7 @@ static void migrate_concurrent_starters(void **state) {
     PGconn *c = wt_pg_connect(url);
     assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM warren_schema_migrations "
                                      "WHERE component = 'warren'"),
-                     1);
+                     2);
     assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM warren_schema_migrations "
                                      "WHERE component = 'app'"),
                      3);
@@ -414,6 +415,122 @@ static void runtime_tables_and_notify(void **state) {
   PQclear(r);
   PQfinish(l);
   PQfinish(c);
+  wt_db_drop(url);
+}
+
+/* ---- the outbox NOTIFY switch (warren.outbox_notify) ------------------------------ */
+
+static const char *const outbox_insert_sql =
+    "INSERT INTO warren_outbox (event_id, event_type, exchange, routing_key, aggregate_type,"
+    " aggregate_id, version, occurred_at, payload) VALUES (gen_random_uuid(), 't', 'x', 't',"
+    " 'a', '1', 1, now(), '\\x00')";
+
+/* Notifications the listener l receives within wait_ms (stops at the first). */
+static int notifies_within(PGconn *l, int wait_ms) {
+  int got = 0;
+  int64_t end = wt_now_ms() + wait_ms;
+  while (wt_now_ms() < end && got == 0) {
+    struct pollfd p = {.fd = PQsocket(l), .events = POLLIN};
+    poll(&p, 1, 50);
+    assert_int_equal(PQconsumeInput(l), 1);
+    PGnotify *n;
+    while ((n = PQnotifies(l)) != NULL) {
+      assert_string_equal(n->relname, "warren_outbox");
+      got++;
+      PQfreemem(n);
+    }
+  }
+  return got;
+}
+
+/* Appends one row in its own transaction on c: did the listener l hear of it? */
+static int notifies_after_append(PGconn *c, PGconn *l, int wait_ms) {
+  PQclear(wt_pg_exec(c, "BEGIN"));
+  PQclear(wt_pg_exec(c, outbox_insert_sql));
+  PQclear(wt_pg_exec(c, "COMMIT"));
+  return notifies_within(l, wait_ms);
+}
+
+static void outbox_notify_setting(void **state) {
+  (void)state;
+  const char *url = wt_db_create("db_notify");
+  PGconn *c = wt_pg_connect(url);
+  wr_err err = {0};
+  assert_int_equal(wr_db_migrate_runtime(c, &err), 0);
+  PGconn *l = wt_pg_connect(url);
+  PQclear(wt_pg_exec(l, "LISTEN warren_outbox"));
+  /* A notification arrives within milliseconds; 1.5 s for a busy machine. Absence is
+   * checked over the same window. */
+  enum { WAIT = 1500 };
+
+  /* Default session (setting unset): NOTIFY. */
+  assert_int_equal(notifies_after_append(c, l, WAIT), 1);
+  /* Turned off by SET, on again by SET LOCAL for one transaction, empty = default. */
+  PQclear(wt_pg_exec(c, "SET warren.outbox_notify = off"));
+  assert_int_equal(notifies_after_append(c, l, WAIT), 0);
+  PQclear(wt_pg_exec(c, "BEGIN"));
+  PQclear(wt_pg_exec(c, "SET LOCAL warren.outbox_notify = on"));
+  PQclear(wt_pg_exec(c, outbox_insert_sql));
+  PQclear(wt_pg_exec(c, "COMMIT"));
+  assert_int_equal(notifies_within(l, WAIT), 1);
+  assert_int_equal(notifies_after_append(c, l, WAIT), 0); /* SET LOCAL ended */
+  PQclear(wt_pg_exec(c, "SET warren.outbox_notify = ''"));
+  assert_int_equal(notifies_after_append(c, l, WAIT), 1);
+  /* Not a boolean: the append fails (no silent loss of wake-ups), nothing inserted. */
+  PQclear(wt_pg_exec(c, "SET warren.outbox_notify = 'disabled'"));
+  long long before = wt_pg_scalar(c, "SELECT count(*) FROM warren_outbox");
+  PGresult *r = PQexec(c, outbox_insert_sql);
+  assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+  assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "22P02");
+  PQclear(r);
+  assert_int_equal(wt_pg_scalar(c, "SELECT count(*) FROM warren_outbox"), before);
+  PQfinish(c);
+
+  /* The connection string's options: wr_db_connect keeps them next to its own. */
+  char off_url[700];
+  snprintf(off_url, sizeof off_url, "%s%soptions=-c%%20warren.outbox_notify%%3Doff", url,
+           strchr(url, '?') ? "&" : "?");
+  c = NULL;
+  assert_int_equal(wr_db_connect(off_url, "notify-url", &c, &err), 0);
+  assert_string_equal(PQparameterStatus(c, "TimeZone"), "UTC");
+  assert_int_equal(notifies_after_append(c, l, WAIT), 0);
+  PQfinish(c);
+
+  /* A pool with outbox_notify = false: no NOTIFY, also after its connection was reset. */
+  wr_db_pool_opts po = WR_DB_POOL_OPTS_INIT;
+  po.url = url;
+  po.application_name = "pool-quiet";
+  po.size = 1;
+  po.outbox_notify = false;
+  wr_db_pool *p = NULL;
+  assert_int_equal(wr_db_pool_new_opts(&po, &p, &err), 0);
+  assert_int_equal(wr_db_pool_acquire(p, 1000, &c, &err), 0);
+  assert_string_equal(PQparameterStatus(c, "application_name"), "pool-quiet");
+  assert_int_equal(notifies_after_append(c, l, WAIT), 0);
+  int pid = PQbackendPID(c);
+  wr_db_pool_release(p, c);
+  terminate_backend(c);
+  usleep(200 * 1000);
+  assert_int_equal(wr_db_pool_acquire(p, 1000, &c, &err), 0);
+  assert_int_not_equal(PQbackendPID(c), pid);
+  assert_string_equal(PQparameterStatus(c, "TimeZone"), "UTC");
+  assert_int_equal(notifies_after_append(c, l, WAIT), 0);
+  wr_db_pool_release(p, c);
+  wr_db_pool_free(p);
+
+  /* The default pool notifies, like wr_db_pool_new. */
+  po.outbox_notify = true;
+  assert_int_equal(wr_db_pool_new_opts(&po, &p, &err), 0);
+  assert_int_equal(wr_db_pool_acquire(p, 1000, &c, &err), 0);
+  assert_int_equal(notifies_after_append(c, l, WAIT), 1);
+  wr_db_pool_release(p, c);
+  wr_db_pool_free(p);
+  assert_int_equal(wr_db_pool_new_opts(NULL, &p, &err), WR_EINVAL);
+  po.size = 0;
+  assert_int_equal(wr_db_pool_new_opts(&po, &p, &err), WR_EINVAL);
+  assert_null(p);
+
+  PQfinish(l);
   wt_db_drop(url);
 }
 
@@ -591,6 +708,7 @@ int main(void) {
       cmocka_unit_test(migrate_failure_is_atomic),
       cmocka_unit_test(migrate_concurrent_starters),
       cmocka_unit_test(runtime_tables_and_notify),
+      cmocka_unit_test(outbox_notify_setting),
       cmocka_unit_test(pool_timeout_and_reuse),
       cmocka_unit_test(pool_hands_over_between_threads),
       cmocka_unit_test(pool_release_rolls_back),

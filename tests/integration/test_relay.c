@@ -6,7 +6,8 @@
  * full reject-publish queue, returns of unroutable messages and rows for a missing
  * exchange stay with attempts and last_error, and go out later); the relay thread
  * survives such rows; two relays on one outbox publish every row once; NOTIFY and
- * wr_relay_wake wake a relay whose polling interval is 10 s; an idle relay keeps its
+ * wr_relay_wake wake a relay whose polling interval is 10 s (a session with
+ * warren.outbox_notify = off sends no NOTIFY; its rows are found by wake or poll); an idle relay keeps its
  * AMQP connection alive (heartbeats); stop() drains; metrics;
  * the topology is declared on connect; bad options and states. Broker and database
  * restarts are in test_relay_chaos.c. */
@@ -418,8 +419,9 @@ static void wake_wakes_relay_without_notify(void **state) {
   (void)state;
   rfx f;
   rfx_init(&f, "rly_wake", true);
-  /* Without the trigger only polling or wr_relay_wake can find the row. */
-  PQclear(wt_pg_exec(f.pg, "ALTER TABLE warren_outbox DISABLE TRIGGER warren_outbox_notify"));
+  /* A session that turned the NOTIFY off (as the services' pools do): only polling or
+   * wr_relay_wake can find its rows. */
+  PQclear(wt_pg_exec(f.pg, "SET warren.outbox_notify = off"));
   f.ro.poll_interval_ms = 10000;
   wr_relay *r = NULL;
   assert_int_equal(wr_relay_new(&f.ro, &r, NULL), 0);
@@ -435,6 +437,37 @@ static void wake_wakes_relay_without_notify(void **state) {
   assert_true(rfx_receive(f.amqp, 8000, &g, NULL, NULL));
   printf("wr_relay_wake -> delivery: %lld ms\n", (long long)(wt_now_ms() - t0));
   assert_true(wt_now_ms() - t0 < 5000);
+  assert_int_equal(wr_relay_stop(r, 5000), 0);
+  wr_relay_free(r);
+  rfx_fini(&f);
+}
+
+/* Rows of a session without NOTIFY whose process does not wake the relay (another
+ * service instance, for example) are found by polling, within the interval. */
+static void poll_finds_rows_without_notify(void **state) {
+  (void)state;
+  rfx f;
+  rfx_init(&f, "rly_poll", true);
+  PQclear(wt_pg_exec(f.pg, "SET warren.outbox_notify = off"));
+  f.ro.poll_interval_ms = 1000;
+  wr_relay *r = NULL;
+  assert_int_equal(wr_relay_new(&f.ro, &r, NULL), 0);
+  assert_int_equal(wr_relay_start(r), 0);
+  rfx_consume(f.amqp, f.queue);
+  usleep(500 * 1000);
+  long long worst = 0;
+  got_msg g;
+  for (int i = 0; i < 3; i++) {
+    int64_t t0 = wt_now_ms();
+    rfx_append(f.pg, f.exchange, "pl", 1, 1, 1 + i, NULL);
+    /* one interval plus a cycle; generous for a loaded machine */
+    if (!rfx_receive(f.amqp, 8000, &g, NULL, NULL))
+      fail_msg("round %d: not delivered within 8 s with a 1 s poll interval", i);
+    assert_int_equal(g.version, 1 + i);
+    if (wt_now_ms() - t0 > worst)
+      worst = wt_now_ms() - t0;
+  }
+  printf("commit -> delivery without NOTIFY or wake (poll 1 s): max %lld ms\n", worst);
   assert_int_equal(wr_relay_stop(r, 5000), 0);
   wr_relay_free(r);
   rfx_fini(&f);
@@ -700,6 +733,7 @@ int main(void) {
       cmocka_unit_test(two_relays_publish_each_row_once),
       cmocka_unit_test(notify_wakes_relay),
       cmocka_unit_test(wake_wakes_relay_without_notify),
+      cmocka_unit_test(poll_finds_rows_without_notify),
       cmocka_unit_test(idle_relay_keeps_amqp_alive),
       cmocka_unit_test(stop_drains_outbox),
       cmocka_unit_test(metrics_are_updated),

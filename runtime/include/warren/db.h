@@ -47,8 +47,9 @@ typedef struct wr_migration {
 WR_EXPORT int wr_db_migrate(PGconn *c, const char *component, const wr_migration *m,
                             size_t n, wr_err *err);
 
-/* Applies the runtime's own tables (outbox, inbox, version guard). Same contract as
- * wr_db_migrate; component "warren". */
+/* Applies the runtime's own tables (outbox, inbox, version guard) and their later
+ * changes (v2: the outbox NOTIFY follows the session setting warren.outbox_notify,
+ * warren/outbox.h). Same contract as wr_db_migrate; component "warren". */
 WR_EXPORT int wr_db_migrate_runtime(PGconn *c, wr_err *err);
 
 /* Runs a statement without parameters or rows (BEGIN, COMMIT, DDL). Returns 0 or
@@ -82,6 +83,29 @@ WR_EXPORT bool wr_db_broken(PGconn *c);
 typedef struct wr_db_pool wr_db_pool;
 WR_EXPORT int wr_db_pool_new(const char *url, const char *application_name, unsigned size,
                              wr_db_pool **out, wr_err *err);
+
+/* The pool with session options; wr_db_pool_new(url, app, size) is this with the
+ * defaults of WR_DB_POOL_OPTS_INIT. Same contract and errors (WR_EINVAL also for NULL
+ * opts); strings are used during the call only.
+ *
+ * outbox_notify = false: the pool's sessions append to the outbox without the insert
+ * trigger's `NOTIFY warren_outbox` (session setting warren.outbox_notify = off, in the
+ * startup packet, so a reset connection keeps it; see warren/outbox.h). For services
+ * that wake their own relay after every commit that appended (wr_relay_wake): the
+ * NOTIFY would make PostgreSQL serialise their commits (no group commit), and relays
+ * of other processes then find these rows by polling (wr_relay_opts.poll_interval_ms)
+ * instead. Keep the default (true) for any writer whose relay lives elsewhere. */
+typedef struct wr_db_pool_opts {
+  const char *url;              /* required: libpq URL or key=value string */
+  const char *application_name; /* may be NULL (as in wr_db_connect) */
+  unsigned size;                /* connections, 1..1024, all opened at once */
+  bool outbox_notify;           /* default true */
+} wr_db_pool_opts;
+
+#define WR_DB_POOL_OPTS_INIT                                                           \
+  { .url = NULL, .application_name = NULL, .size = 8, .outbox_notify = true }
+
+WR_EXPORT int wr_db_pool_new_opts(const wr_db_pool_opts *opts, wr_db_pool **out, wr_err *err);
 WR_EXPORT int wr_db_pool_acquire(wr_db_pool *p, unsigned timeout_ms, PGconn **out, wr_err *err);
 WR_EXPORT void wr_db_pool_release(wr_db_pool *p, PGconn *c);
 /* Frees the pool and closes every connection; all must have been released. NULL ok. */

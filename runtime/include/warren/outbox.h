@@ -8,6 +8,18 @@
  *   wr_outbox ob = { .conn = pg, .source_service = "customer", .correlation_id = corr };
  *   // BEGIN; update the customer row; then:
  *   rc = customer_v1_customer_updated_publish(&ob, &ev);   // COMMIT when rc == 0
+ *
+ * Waking relays: the table's insert trigger sends `NOTIFY warren_outbox` once per
+ * committed transaction that appended, which wakes every LISTENing relay at once.
+ * A session with the setting warren.outbox_notify = off appends without it: set by
+ * wr_db_pool_opts.outbox_notify = false, by `options=-c warren.outbox_notify=off` in a
+ * connection string, or by `SET [LOCAL] warren.outbox_notify = off`. Such a session's
+ * process must wake its own relay after the COMMIT (wr_relay_wake); relays elsewhere
+ * find its rows within their poll interval. Why a service turns it off: PostgreSQL
+ * serialises the commits of notifying transactions (no group commit), which caps a
+ * service that commits one transaction per request (docs/PERFORMANCE.md). Unset,
+ * empty or on: NOTIFY. A value that is not a PostgreSQL boolean makes the append fail
+ * (WR_EDB, sqlstate 22P02).
  */
 #ifndef WARREN_OUTBOX_H
 #define WARREN_OUTBOX_H

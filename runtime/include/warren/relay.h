@@ -8,7 +8,8 @@
  * only after the broker acked it; a crash before the commit leaves the rows locked by
  * a dead session, which PostgreSQL releases, and they are published again
  * (at-least-once). The relay sleeps on LISTEN warren_outbox (NOTIFY from the insert
- * trigger) with a polling fallback.
+ * trigger, unless the appending session turned it off: warren/outbox.h) and
+ * wr_relay_wake, with a polling fallback (poll_interval_ms).
  *
  * Within one relay, rows are published in id order, so per-aggregate order is kept
  * unless a row fails and a later row of the same aggregate succeeds (the consumer's
