@@ -439,3 +439,24 @@ bool wr_db_pool_ping(wr_db_pool *p, unsigned timeout_ms) {
   wr_db_pool_release(p, c);
   return ok;
 }
+
+int wr_service_db_open(const wr_service_std *s, const char *application_name,
+                       int (*migrate)(PGconn *c, wr_err *err), wr_db_pool **pool, wr_err *err) {
+  *pool = NULL;
+  PGconn *mc = NULL;
+  int rc = wr_db_connect(s->database_url, application_name, &mc, err);
+  if (rc == 0)
+    rc = wr_db_migrate_runtime(mc, err);
+  if (rc == 0 && migrate)
+    rc = migrate(mc, err);
+  if (mc)
+    PQfinish(mc);
+  if (rc)
+    return rc;
+  wr_db_pool_opts po = WR_DB_POOL_OPTS_INIT;
+  po.url = s->database_url;
+  po.application_name = application_name;
+  po.size = s->db_pool;
+  po.outbox_notify = false;
+  return wr_db_pool_new_opts(&po, pool, err);
+}

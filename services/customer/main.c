@@ -93,30 +93,12 @@ int main(int argc, char **argv) {
   a.snapshots_emitted = wr_metrics_counter(a.metrics, "customer_snapshot_events_total",
                                            "CustomerSnapshot events emitted", NULL);
 
-  /* Schema first, on one connection, under the migration lock. */
-  PGconn *mc = NULL;
-  rc = wr_db_connect(cf.std.database_url, "customer-service", &mc, &err);
-  if (rc == 0)
-    rc = wr_db_migrate_runtime(mc, &err);
-  if (rc == 0)
-    rc = store_migrate(mc, &err);
-  if (mc)
-    PQfinish(mc);
+  /* Schema first (runtime, then ours), then the pool; its sessions skip the outbox
+   * NOTIFY: every handler that appends to the outbox wakes the relay below after its
+   * COMMIT (wr_service_db_open). */
+  rc = wr_service_db_open(&cf.std, "customer-service", store_migrate, &a.pool, &err);
   if (rc) {
     wr_log_error(NULL, "database %s: %s", redacted, err.msg);
-    goto fail;
-  }
-  /* Every handler that appends to the outbox wakes the relay below after its COMMIT,
-   * so the pool's sessions skip the trigger's NOTIFY: notifying commits are serialised
-   * by PostgreSQL and would cap the PATCH rate (docs/PERFORMANCE.md). */
-  wr_db_pool_opts po = WR_DB_POOL_OPTS_INIT;
-  po.url = cf.std.database_url;
-  po.application_name = "customer-service";
-  po.size = cf.std.db_pool;
-  po.outbox_notify = false;
-  rc = wr_db_pool_new_opts(&po, &a.pool, &err);
-  if (rc) {
-    wr_log_error(NULL, "database pool: %s", err.msg);
     goto fail;
   }
 

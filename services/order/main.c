@@ -197,9 +197,11 @@ int main(int argc, char **argv) {
   a.customer_url = cu;
   char redacted[512];
   wr_redact_url(cf.std.database_url, redacted, sizeof redacted);
+  wr_topology *topo = NULL;
+  wr_http_server *srv = NULL;
   if (!cu || wr_metrics_new(&a.metrics) != 0) {
     wr_log_error(NULL, "out of memory");
-    return 1;
+    goto fail;
   }
   a.reconcile_found = wr_metrics_counter(a.metrics, "order_reconcile_discrepancies_total",
                                          "view rows found different from the source", NULL);
@@ -208,28 +210,12 @@ int main(int argc, char **argv) {
   a.catchup_items = wr_metrics_counter(a.metrics, "order_catchup_items_total",
                                        "customers read through the bulk catch-up API", NULL);
 
-  PGconn *mc = NULL;
-  rc = wr_db_connect(cf.std.database_url, "order-service", &mc, &err);
-  if (rc == 0)
-    rc = wr_db_migrate_runtime(mc, &err);
-  if (rc == 0)
-    rc = view_migrate(mc, &err);
-  if (mc)
-    PQfinish(mc);
+  /* Schema first (runtime, then ours), then the pool; POST /orders wakes the relay
+   * after its COMMIT, so the pool's sessions skip the outbox NOTIFY. */
+  rc = wr_service_db_open(&cf.std, "order-service", view_migrate, &a.pool, &err);
   if (rc) {
     wr_log_error(NULL, "database %s: %s", redacted, err.msg);
-    return 1;
-  }
-  /* POST /orders wakes the relay after its COMMIT: no NOTIFY needed from the pool's
-   * sessions (serialised commits, docs/PERFORMANCE.md). */
-  wr_db_pool_opts po = WR_DB_POOL_OPTS_INIT;
-  po.url = cf.std.database_url;
-  po.application_name = "order-service";
-  po.size = cf.std.db_pool;
-  po.outbox_notify = false;
-  if ((rc = wr_db_pool_new_opts(&po, &a.pool, &err)) != 0) {
-    wr_log_error(NULL, "database pool: %s", err.msg);
-    return 1;
+    goto fail;
   }
 
   wr_conn_opts amqp = WR_CONN_OPTS_INIT;
@@ -238,13 +224,19 @@ int main(int argc, char **argv) {
 
   /* Publisher side: order.events plus a retained log, so OrderPlaced is always
    * routable and can be replayed by future consumers. */
-  wr_topology *topo = NULL;
-  wr_topology_new(&topo);
-  wr_topology_exchange(topo, ORDER_V1_EXCHANGE, "topic");
   wr_queue_args log_args = {.stream = true, .stream_max_age = cf.log_max_age,
                             .stream_max_bytes = 1LL << 30};
-  wr_topology_queue(topo, ORDER_V1_EXCHANGE ".log", &log_args);
-  wr_topology_bind(topo, ORDER_V1_EXCHANGE ".log", ORDER_V1_EXCHANGE, "#");
+  rc = wr_topology_new(&topo);
+  if (rc == 0)
+    rc = wr_topology_exchange(topo, ORDER_V1_EXCHANGE, "topic");
+  if (rc == 0)
+    rc = wr_topology_queue(topo, ORDER_V1_EXCHANGE ".log", &log_args);
+  if (rc == 0)
+    rc = wr_topology_bind(topo, ORDER_V1_EXCHANGE ".log", ORDER_V1_EXCHANGE, "#");
+  if (rc) {
+    wr_log_error(NULL, "topology: %s", wr_strerror(rc));
+    goto fail;
+  }
   wr_conn_opts relay_amqp = amqp;
   relay_amqp.connection_name = "order-service relay";
   wr_relay_opts ro = WR_RELAY_OPTS_INIT;
@@ -255,7 +247,7 @@ int main(int argc, char **argv) {
   ro.name = "order";
   if ((rc = wr_relay_new(&ro, &a.relay, &err)) != 0 || (rc = wr_relay_start(a.relay)) != 0) {
     wr_log_error(NULL, "relay: %s", err.msg);
-    return 1;
+    goto fail;
   }
 
   wr_conn_opts cons_amqp = amqp;
@@ -279,12 +271,12 @@ int main(int argc, char **argv) {
   a.replay_stream = cf.replay_stream;
   if (replay_init(&a) != 0) {
     wr_log_error(NULL, "out of memory");
-    return 1;
+    goto fail;
   }
   if ((rc = wr_consumer_new(&co, &a.consumer, &err)) != 0 ||
       (rc = handlers_subscribe(&a, a.consumer)) != 0) {
     wr_log_error(NULL, "consumer: %s", rc == WR_EINVAL ? err.msg : wr_strerror(rc));
-    return 1;
+    goto fail;
   }
 
   wr_http_opts ho = WR_HTTP_OPTS_INIT;
@@ -293,10 +285,9 @@ int main(int argc, char **argv) {
   ho.n_routes = order_routes_n;
   ho.user = &a;
   ho.metrics = a.metrics;
-  wr_http_server *srv = NULL;
   if ((rc = wr_http_server_start(&ho, &srv, &err)) != 0) {
     wr_log_error(NULL, "http: %s", err.msg);
-    return 1;
+    goto fail;
   }
   wr_log_info(NULL, "order-service listening on %s (port %u), database %s, customer service %s",
               cf.std.http_addr, wr_http_server_port(srv), redacted, a.customer_url);
@@ -340,4 +331,15 @@ int main(int argc, char **argv) {
   free(cu);
   wr_log_info(NULL, "stopped");
   return sig > 0 ? 0 : 1;
+
+fail: /* a start that failed: free what was built (clean under LeakSanitizer) */
+  replay_free(&a);
+  wr_consumer_free(a.consumer);
+  wr_relay_free(a.relay);
+  wr_topology_free(topo);
+  wr_db_pool_free(a.pool);
+  wr_metrics_free(a.metrics);
+  pthread_mutex_destroy(&a.reconcile_mu);
+  free(cu);
+  return 1;
 }

@@ -74,6 +74,17 @@ WR_EXPORT void wr_service_std_options(wr_service_std *s, const char *db_what,
  * passwords), or WR_ENOMEM. */
 WR_EXPORT int wr_service_std_apply(wr_service_std *s, const char *service, wr_err *err);
 
+/* The database start every service with its own relay does: on one connection (under
+ * the migration lock) the runtime's migrations, then the service's own (`migrate`, may
+ * be NULL), then a pool of s->db_pool connections named `application_name`, whose
+ * sessions skip the outbox's NOTIFY (warren.outbox_notify = off): the service wakes its
+ * in-process relay after each COMMIT (wr_relay_wake), and notifying commits are
+ * serialised by PostgreSQL (docs/PERFORMANCE.md). Returns 0 with *pool set, or an
+ * error whose text never quotes the URL. */
+WR_EXPORT int wr_service_db_open(const wr_service_std *s, const char *application_name,
+                                 int (*migrate)(PGconn *c, wr_err *err), wr_db_pool **pool,
+                                 wr_err *err);
+
 /* HTTP options from the standard ones (address, threads, body limit, admin token). */
 WR_EXPORT void wr_service_http_opts(const wr_service_std *s, wr_http_opts *o);
 
