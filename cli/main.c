@@ -40,26 +40,25 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_NOTFOUND = 3, EXIT_UNCON
 static const wr_schema *const SCHEMAS[] = {&customer_v1_schema, &order_v1_schema};
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: warren [--amqp-url URL] [--amqp-cacert FILE] <command> [options]\n"
-          "\n"
-          "commands:\n"
-          "  dlq list    --queue Q [--limit N] [--json]    messages in the DLQ of Q\n"
-          "  dlq show    --queue Q --id EVENT_ID            one message, event decoded to JSON\n"
-          "  dlq replay  --queue Q (--id ID... | --type T | --all)\n"
-          "                                                 republish to the original exchange\n"
-          "  dlq purge   --queue Q (--id ID... | --type T | --all) [--yes]\n"
-          "  topology    --queue Q --events PKG[,PKG] [--queue-type quorum|classic]\n"
-          "              [--retry-delays MS,...] [--delivery-limit N] [--partitions N]\n"
-          "              [--apply]\n"
-          "  replay      --from first|last|next|OFFSET|RFC3339 --into SERVICE_URL\n"
-          "              [--stream S] [--admin-token T] [--timeout SECONDS]\n"
-          "                                                 the service replays a retained log\n"
-          "  version\n"
-          "\n"
-          "Q is a work queue (order.customer-sync) or its DLQ (order.customer-sync.dlq).\n"
-          "Broker: --amqp-url or WARREN_AMQP_URL; CA: --amqp-cacert or WARREN_AMQP_CACERT.\n"
-          "Exit: 0 ok, 1 failure, 2 usage, 3 not found, 4 purge not confirmed.\n");
+  fprintf(f, "usage: warren [--amqp-url URL] [--amqp-cacert FILE] <command> [options]\n"
+             "\n"
+             "commands:\n"
+             "  dlq list    --queue Q [--limit N] [--json]    messages in the DLQ of Q\n"
+             "  dlq show    --queue Q --id EVENT_ID            one message, event decoded to JSON\n"
+             "  dlq replay  --queue Q (--id ID... | --type T | --all)\n"
+             "                                                 republish to the original exchange\n"
+             "  dlq purge   --queue Q (--id ID... | --type T | --all) [--yes]\n"
+             "  topology    --queue Q --events PKG[,PKG] [--queue-type quorum|classic]\n"
+             "              [--retry-delays MS,...] [--delivery-limit N] [--partitions N]\n"
+             "              [--apply]\n"
+             "  replay      --from first|last|next|OFFSET|RFC3339 --into SERVICE_URL\n"
+             "              [--stream S] [--admin-token T] [--timeout SECONDS]\n"
+             "                                                 the service replays a retained log\n"
+             "  version\n"
+             "\n"
+             "Q is a work queue (order.customer-sync) or its DLQ (order.customer-sync.dlq).\n"
+             "Broker: --amqp-url or WARREN_AMQP_URL; CA: --amqp-cacert or WARREN_AMQP_CACERT.\n"
+             "Exit: 0 ok, 1 failure, 2 usage, 3 not found, 4 purge not confirmed.\n");
 }
 
 static int die(int code, const char *fmt, ...) WR_PRINTF(2, 3);
@@ -208,13 +207,12 @@ static json_t *entry_json(const wr_dlq_entry *e, bool with_event) {
   char failed[WR_RFC3339_STRLEN] = "";
   if (e->failed_at_ms > 0)
     wr_rfc3339_format(e->failed_at_ms / 1000, (int32_t)(e->failed_at_ms % 1000) * 1000000, failed);
-  json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:I}", "index",
-                        (json_int_t)e->index, "event_id", e->message_id, "type", e->type,
-                        "aggregate_type", e->aggregate_type, "aggregate_id", e->aggregate_id,
-                        "correlation_id", e->correlation_id, "error", e->error, "attempts",
-                        (json_int_t)e->attempts, "failed_at", failed, "exchange", e->exchange,
-                        "routing_key", e->routing_key, "queue", e->queue, "size",
-                        (json_int_t)e->body_len);
+  json_t *j = json_pack(
+      "{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:I}", "index", (json_int_t)e->index,
+      "event_id", e->message_id, "type", e->type, "aggregate_type", e->aggregate_type,
+      "aggregate_id", e->aggregate_id, "correlation_id", e->correlation_id, "error", e->error,
+      "attempts", (json_int_t)e->attempts, "failed_at", failed, "exchange", e->exchange,
+      "routing_key", e->routing_key, "queue", e->queue, "size", (json_int_t)e->body_len);
   if (!with_event || !j)
     return j;
   const wr_event_type *t = wr_schema_find_event(e->type);
@@ -306,8 +304,8 @@ static int cmd_dlq(const char *sub, const args *a) {
   ids[a->n_ids] = NULL;
   wr_dlq_filter f = {.all = a->all, .ids = a->n_ids ? ids : NULL, .type = a->type};
   if (!strcmp(sub, "list") || !strcmp(sub, "show")) {
-    struct list_ctx l = {.a = a, .arr = json_array(),
-                         .want_id = !strcmp(sub, "show") ? a->ids[0] : NULL};
+    struct list_ctx l = {
+        .a = a, .arr = json_array(), .want_id = !strcmp(sub, "show") ? a->ids[0] : NULL};
     if (!l.want_id && !a->json)
       printf("%-5s %-36s %-32s %-10s %-36s %3s %5s  %s\n", "#", "EVENT ID", "TYPE", "AGGREGATE",
              "AGGREGATE ID", "ATT", "AGE", "ERROR");
@@ -340,8 +338,8 @@ static int cmd_dlq(const char *sub, const args *a) {
     if (rc == WR_ENOTFOUND)
       code = die(EXIT_NOTFOUND, "no queue %s", dlq);
     else if (rc)
-      code = die(EXIT_FAIL, "%s after %zu message(s): %s", replay ? "replay stopped" : "purge stopped",
-                 n, err.msg);
+      code = die(EXIT_FAIL, "%s after %zu message(s): %s",
+                 replay ? "replay stopped" : "purge stopped", n, err.msg);
     else if (n == 0 && !a->all)
       code = die(EXIT_NOTFOUND, "no matching message in %s", dlq);
     else
@@ -393,7 +391,9 @@ static int cmd_topology(const args *a) {
       return die(EXIT_USAGE, "--partitions must be 0..%d", WR_PARTITIONS_MAX);
     partitions = (unsigned)v;
   }
-  wr_partitioned_queue pq = {.queue = q.queue, .partitions = partitions, .type = q.type,
+  wr_partitioned_queue pq = {.queue = q.queue,
+                             .partitions = partitions,
+                             .type = q.type,
                              .retry_delays_ms = q.retry_delays_ms,
                              .n_retry_delays = q.n_retry_delays,
                              .delivery_limit = q.delivery_limit};
@@ -427,9 +427,9 @@ static int cmd_topology(const args *a) {
         if (pass == 0) {
           rc = wr_topology_exchange(t, s->events[e].exchange, "topic");
         } else {
-          rc = partitions ? wr_topology_bind_exchange(t, hash_x, s->events[e].exchange,
-                                                      s->events[e].type)
-                          : wr_topology_bind(t, a->queue, s->events[e].exchange, s->events[e].type);
+          rc = partitions
+                   ? wr_topology_bind_exchange(t, hash_x, s->events[e].exchange, s->events[e].type)
+                   : wr_topology_bind(t, a->queue, s->events[e].exchange, s->events[e].type);
           matched++;
         }
       }
@@ -470,8 +470,12 @@ static int replay_call(const char *base, const char *token, const char *body, in
   snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
   const char *headers[] = {auth, "Content-Type: application/json", "Accept: application/json",
                            NULL};
-  wr_http_request req = {.method = body ? "POST" : "GET", .url = url, .headers = headers,
-                         .body = body, .body_len = body ? strlen(body) : 0, .timeout_ms = 15000};
+  wr_http_request req = {.method = body ? "POST" : "GET",
+                         .url = url,
+                         .headers = headers,
+                         .body = body,
+                         .body_len = body ? strlen(body) : 0,
+                         .timeout_ms = 15000};
   wr_http_response res;
   int rc = wr_http_do(&req, &res, err);
   if (rc != 0)
@@ -567,9 +571,9 @@ static int cmd_replay(const args *a) {
            jint(out, "duplicates"), jint(out, "stale"), jint(out, "retried"),
            jint(out, "dead_lettered"), off, jint(out, "end"), *jstr(out, "error") ? ": " : "",
            jstr(out, "error"));
-    int code = !strcmp(st, "finished") ? EXIT_OK
+    int code = !strcmp(st, "finished")                   ? EXIT_OK
                : strstr(jstr(out, "error"), "not found") ? EXIT_NOTFOUND
-                                                          : EXIT_FAIL;
+                                                         : EXIT_FAIL;
     json_decref(out);
     return code;
   }

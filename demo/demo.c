@@ -24,7 +24,7 @@
 #include "devkit.h"
 
 #define ADMIN_TOKEN "demo-admin-token"
-#define QUEUE "order.customer-sync"
+#define QUEUE       "order.customer-sync"
 
 static int failures;
 static int checks;
@@ -152,7 +152,8 @@ static void setup_broker(void) {
   /* a fresh vhost per run: no queue or message of an earlier run leaks in */
   mgmt("DELETE", "/api/vhosts/warren-demo", NULL);
   mgmt("PUT", "/api/vhosts/warren-demo", NULL);
-  mgmt("PUT", "/api/permissions/warren-demo/guest", "{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}");
+  mgmt("PUT", "/api/permissions/warren-demo/guest",
+       "{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}");
   size_t o = 0;
   for (const char *p = urls; *p;) {
     size_t n = strcspn(p, ",");
@@ -185,8 +186,13 @@ static void start_order(void) {
   snprintf(amqp, sizeof amqp, "WARREN_AMQP_URL=%s", amqp_url);
   snprintf(cust, sizeof cust, "CUSTOMER_SERVICE_URL=%s", customer_svc.url);
   /* short retry tiers so the poison step fits in a demo */
-  const char *env[] = {db, amqp, cust, "WARREN_ADMIN_TOKEN=" ADMIN_TOKEN,
-                       "WARREN_RETRY_DELAYS=400,800", "WARREN_RECONCILE_INTERVAL=0", NULL};
+  const char *env[] = {db,
+                       amqp,
+                       cust,
+                       "WARREN_ADMIN_TOKEN=" ADMIN_TOKEN,
+                       "WARREN_RETRY_DELAYS=400,800",
+                       "WARREN_RECONCILE_INTERVAL=0",
+                       NULL};
   snprintf(bin, sizeof bin, "%s/order-service", bin_dir);
   snprintf(log, sizeof log, "%s/order-service.log", log_dir);
   wr_err err = {0};
@@ -214,7 +220,9 @@ static const char *jstr(json_t *j, const char *k) {
   return s ? s : "";
 }
 
-static uint64_t jver(json_t *j) { return (uint64_t)json_integer_value(json_object_get(j, "version")); }
+static uint64_t jver(json_t *j) {
+  return (uint64_t)json_integer_value(json_object_get(j, "version"));
+}
 
 /* Waits until the order view shows customer id at version (and status if given).
  * Returns the wait in ms, or -1 on timeout. */
@@ -225,7 +233,8 @@ static double wait_view(const char *id, uint64_t version, const char *status, in
   for (;;) {
     int st = 0;
     json_t *v = call("GET", &order_svc, path, NULL, NULL, &st);
-    bool ok = st == 200 && jver(v) == version && (!status || strcmp(jstr(v, "status"), status) == 0);
+    bool ok =
+        st == 200 && jver(v) == version && (!status || strcmp(jstr(v, "status"), status) == 0);
     json_decref(v);
     double ms = (double)(wr_mono_ns() - t0) / 1e6;
     if (ok)
@@ -238,9 +247,9 @@ static double wait_view(const char *id, uint64_t version, const char *status, in
 
 static json_t *create_customer(const char *name, const char *email, const char *status) {
   int st = 0;
-  json_t *c = call("POST", &customer_svc, "/customers",
-                   json_pack("{s:s,s:s,s:s}", "name", name, "email", email, "status", status),
-                   NULL, &st);
+  json_t *c =
+      call("POST", &customer_svc, "/customers",
+           json_pack("{s:s,s:s,s:s}", "name", name, "email", email, "status", status), NULL, &st);
   if (!check(st == 201, "POST /customers %s -> %d", name, st))
     fatal("cannot create customers");
   say("created %-14s id=%s status=%s version=%" PRIu64, name, jstr(c, "id"), jstr(c, "status"),
@@ -265,8 +274,12 @@ static void publish_raw(const char *type, const char *event_id, const void *body
   props.delivery_mode = 2;
   props.type = amqp_cstring_bytes(type);
   props.message_id = amqp_cstring_bytes(event_id);
-  wr_publish p = {.exchange = CUSTOMER_V1_EXCHANGE, .routing_key = type, .body = body, .len = len,
-                  .props = &props, .mandatory = true};
+  wr_publish p = {.exchange = CUSTOMER_V1_EXCHANGE,
+                  .routing_key = type,
+                  .body = body,
+                  .len = len,
+                  .props = &props,
+                  .mandatory = true};
   uint64_t seq = 0;
   wr_err err = {0};
   if (wr_conn_publish(broker, &p, &seq, &err) != 0 ||
@@ -322,13 +335,13 @@ static uint8_t *inject_customer(bool created, const char *id, uint64_t version, 
 /* Outcomes counted by order-service processes that have stopped (the counters of a
  * process die with it). */
 static double consumed_before[6];
-static const char *const RESULTS[6] = {"applied", "duplicate", "stale", "retried",
-                                       "dead_lettered", "skipped"};
+static const char *const RESULTS[6] = {"applied", "duplicate",     "stale",
+                                       "retried", "dead_lettered", "skipped"};
 
 static double consumed(const char *result) {
   char series[160];
-  snprintf(series, sizeof series,
-           "warren_events_consumed_total{queue=\"" QUEUE "\",result=\"%s\"}", result);
+  snprintf(series, sizeof series, "warren_events_consumed_total{queue=\"" QUEUE "\",result=\"%s\"}",
+           result);
   double v = 0;
   dk_metric(order_svc.url, series, &v, NULL);
   return v;
@@ -396,7 +409,8 @@ static int compare_all(const char *label) {
       char vp[128];
       snprintf(vp, sizeof vp, "/customers/%s", jstr(src, "id"));
       json_t *v = call("GET", &order_svc, vp, NULL, NULL, &st);
-      bool same = st == 200 && jver(v) == jver(src) && !strcmp(jstr(v, "status"), jstr(src, "status"));
+      bool same =
+          st == 200 && jver(v) == jver(src) && !strcmp(jstr(v, "status"), jstr(src, "status"));
       if (same && strcmp(jstr(src, "status"), "deleted") != 0)
         same = !strcmp(jstr(v, "name"), jstr(src, "name")) &&
                !strcmp(jstr(v, "email"), jstr(src, "email"));
@@ -466,7 +480,8 @@ int main(int argc, char **argv) {
 
   printf("warren demo: a Customer service owns customers, an Order service keeps a copy.\n"
          "Every change travels REST -> database + outbox -> relay -> RabbitMQ -> consumer\n"
-         "(inbox, version guard) -> view. Service logs: %s\n", log_dir);
+         "(inbox, version guard) -> view. Service logs: %s\n",
+         log_dir);
 
   step("Setup: fresh databases and broker vhost, start both services");
   setup_broker();
@@ -511,8 +526,9 @@ int main(int argc, char **argv) {
   double ms = wait_view(jstr(ada, "id"), 2, NULL, 15000);
   double total_ms = (double)(wr_mono_ns() - t0) / 1e6;
   record_latency(ms);
-  check(ms >= 0, "order view shows version 2 (%.1f ms after the PATCH answered, %.1f ms end to end)",
-        ms, total_ms);
+  check(ms >= 0,
+        "order view shows version 2 (%.1f ms after the PATCH answered, %.1f ms end to end)", ms,
+        total_ms);
   r = call("PATCH", &customer_svc, path, json_pack("{s:s}", "name", "Ada"), if1, &st);
   check(st == 409, "PATCH with If-Match \"1\" on version 2 -> %d %s", st,
         jstr(json_object_get(r, "error"), "code"));
@@ -521,7 +537,8 @@ int main(int argc, char **argv) {
   /* 3 */
   step("3. Delete: the source keeps a tombstone, the view shows the customer as deleted");
   snprintf(path, sizeof path, "/customers/%s", jstr(linus, "id"));
-  r = call("DELETE", &customer_svc, path, json_pack("{s:s}", "reason", "closed account"), NULL, &st);
+  r = call("DELETE", &customer_svc, path, json_pack("{s:s}", "reason", "closed account"), NULL,
+           &st);
   check(st == 204, "DELETE -> %d", st);
   json_decref(r);
   r = call("GET", &customer_svc, path, NULL, NULL, &st);
@@ -544,9 +561,10 @@ int main(int argc, char **argv) {
                 {NULL, "no-such-customer", 422, "customer_unknown"}};
   for (int i = 0; i < 4; i++) {
     const char *cid = orders[i].who ? jstr(orders[i].who, "id") : orders[i].id;
-    r = call("POST", &order_svc, "/orders",
-             json_pack("{s:s,s:i,s:s}", "customer_id", cid, "amount_cents", 4200, "currency", "EUR"),
-             NULL, &st);
+    r = call(
+        "POST", &order_svc, "/orders",
+        json_pack("{s:s,s:i,s:s}", "customer_id", cid, "amount_cents", 4200, "currency", "EUR"),
+        NULL, &st);
     const char *code = jstr(json_object_get(r, "error"), "code");
     check(st == orders[i].want && (!orders[i].code || !strcmp(code, orders[i].code)),
           "order for %s -> %d %s", orders[i].who ? jstr(orders[i].who, "name") : cid, st,
@@ -566,7 +584,8 @@ int main(int argc, char **argv) {
   free(inject_customer(false, inj_id, 3, "Injected v3", e3, &len));
   free(inject_customer(false, inj_id, 2, "Injected v2 (late)", e2, &len));
   say("published CustomerCreated v1 twice, then Updated v3, then a late Updated v2");
-  check(wait_counter("duplicate", dup0 + 1, 15000), "the second copy of v1 was skipped as a duplicate");
+  check(wait_counter("duplicate", dup0 + 1, 15000),
+        "the second copy of v1 was skipped as a duplicate");
   check(wait_counter("stale", stale0 + 1, 15000), "the late v2 was skipped as stale");
   snprintf(path, sizeof path, "/customers/%s", inj_id);
   r = call("GET", &order_svc, path, NULL, NULL, &st);
@@ -582,25 +601,29 @@ int main(int argc, char **argv) {
   publish_raw(CUSTOMER_V1_CUSTOMER_UPDATED_TYPE, junk_id, "\xff\xfe not protobuf", 15);
   say("published 15 bytes that are not protobuf as a CustomerUpdated");
   /* the "bug": the view refuses a name, as a faulty deploy would */
-  sql_order("CREATE FUNCTION demo_bug() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.name LIKE '%Poison%' THEN RAISE EXCEPTION 'demo bug: cannot store %', NEW.name; "
-            "END IF; RETURN NEW; END $$;"
-            "CREATE TRIGGER demo_bug BEFORE INSERT OR UPDATE ON customer_view "
-            "FOR EACH ROW EXECUTE FUNCTION demo_bug()");
+  sql_order(
+      "CREATE FUNCTION demo_bug() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "IF NEW.name LIKE '%Poison%' THEN RAISE EXCEPTION 'demo bug: cannot store %', NEW.name; "
+      "END IF; RETURN NEW; END $$;"
+      "CREATE TRIGGER demo_bug BEFORE INSERT OR UPDATE ON customer_view "
+      "FOR EACH ROW EXECUTE FUNCTION demo_bug()");
   say("installed a 'bug' in the order service's database: names containing Poison fail");
   snprintf(path, sizeof path, "/customers/%s", jstr(grace, "id"));
-  r = call("PATCH", &customer_svc, path, json_pack("{s:s}", "name", "Grace Poison Hopper"), NULL, &st);
+  r = call("PATCH", &customer_svc, path, json_pack("{s:s}", "name", "Grace Poison Hopper"), NULL,
+           &st);
   check(st == 200, "PATCH Grace's name -> %d (version %" PRIu64 ")", st, jver(r));
   json_decref(r);
   snprintf(path, sizeof path, "/customers/%s", jstr(ada, "id"));
   r = call("PATCH", &customer_svc, path, json_pack("{s:s}", "name", "Ada King"), NULL, &st);
   json_decref(r);
   ms = wait_view(jstr(ada, "id"), 3, NULL, 15000);
-  check(ms >= 0, "meanwhile Ada's next update reached the view (%.1f ms): the poison blocks nothing", ms);
+  check(ms >= 0,
+        "meanwhile Ada's next update reached the view (%.1f ms): the poison blocks nothing", ms);
   int64_t dl = wr_mono_ns() + 30000000000LL;
   while (dlq_depth(&d) < 2 && wr_mono_ns() < dl)
     usleep(100000);
-  check(d.n == 2, "after the retry tiers (400 ms, 800 ms) both are in the DLQ: %zu message(s)", d.n);
+  check(d.n == 2, "after the retry tiers (400 ms, 800 ms) both are in the DLQ: %zu message(s)",
+        d.n);
   run_cli("dlq list --queue " QUEUE);
   say("the fix is deployed: the bug is removed");
   sql_order("DROP TRIGGER demo_bug ON customer_view; DROP FUNCTION demo_bug()");
@@ -611,7 +634,8 @@ int main(int argc, char **argv) {
       grace_event = d.ids[i];
   snprintf(args, sizeof args, "dlq show --queue " QUEUE " --id %s", junk_id);
   run_cli(args);
-  snprintf(args, sizeof args, "dlq replay --queue " QUEUE " --id %s", grace_event ? grace_event : "?");
+  snprintf(args, sizeof args, "dlq replay --queue " QUEUE " --id %s",
+           grace_event ? grace_event : "?");
   check(run_cli(args) == 0, "replayed Grace's update");
   snprintf(args, sizeof args, "dlq purge --queue " QUEUE " --id %s --yes", junk_id);
   check(run_cli(args) == 0, "purged the undecodable message");
@@ -676,8 +700,10 @@ int main(int argc, char **argv) {
       max = latencies_ms[i];
   }
   if (n_latencies)
-    say("sync latency seen by the demo (source answered -> view shows it): avg %.1f ms, max %.1f ms "
-        "over %d changes", sum / n_latencies, max, n_latencies);
+    say("sync latency seen by the demo (source answered -> view shows it): avg %.1f ms, max %.1f "
+        "ms "
+        "over %d changes",
+        sum / n_latencies, max, n_latencies);
   double total[6];
   for (int i = 0; i < 6; i++)
     total[i] = consumed_before[i] + consumed(RESULTS[i]);

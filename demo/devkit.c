@@ -29,8 +29,8 @@ unsigned dk_free_port(void) {
   return port;
 }
 
-int dk_start(dk_proc *p, const char *name, const char *bin, unsigned port,
-             const char *const *env, const char *log_path, wr_err *err) {
+int dk_start(dk_proc *p, const char *name, const char *bin, unsigned port, const char *const *env,
+             const char *log_path, wr_err *err) {
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "%s", name);
   snprintf(p->log_path, sizeof p->log_path, "%s", log_path);
@@ -135,8 +135,12 @@ int dk_http(const char *method, const char *url, json_t *body, const char *const
   for (size_t i = 0; headers && headers[i] && n < 15; i++)
     hdrs[n++] = headers[i];
   hdrs[n] = NULL;
-  wr_http_request rq = {.method = method, .url = url, .headers = hdrs, .body = text,
-                        .body_len = text ? strlen(text) : 0, .timeout_ms = 30000};
+  wr_http_request rq = {.method = method,
+                        .url = url,
+                        .headers = hdrs,
+                        .body = text,
+                        .body_len = text ? strlen(text) : 0,
+                        .timeout_ms = 30000};
   wr_http_response res;
   int rc = wr_http_do(&rq, &res, err);
   free(text);

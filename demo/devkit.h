@@ -11,7 +11,7 @@
 typedef struct dk_proc {
   pid_t pid;
   char name[32];
-  char url[64];       /* http://127.0.0.1:<port> */
+  char url[64]; /* http://127.0.0.1:<port> */
   unsigned port;
   char log_path[512]; /* stdout+stderr of the process */
 } dk_proc;
@@ -21,8 +21,8 @@ unsigned dk_free_port(void);
 
 /* Starts `bin` with the current environment plus `env` ("KEY=VALUE", NULL-terminated)
  * and WARREN_HTTP_ADDR=127.0.0.1:<port>; output appended to log_path. */
-int dk_start(dk_proc *p, const char *name, const char *bin, unsigned port,
-             const char *const *env, const char *log_path, wr_err *err);
+int dk_start(dk_proc *p, const char *name, const char *bin, unsigned port, const char *const *env,
+             const char *log_path, wr_err *err);
 
 /* Polls GET /readyz until 200, the process exits, or timeout. */
 int dk_wait_ready(dk_proc *p, unsigned timeout_ms, wr_err *err);

@@ -55,13 +55,15 @@
 
 #include "conn_internal.h"
 
-#define MAIN WR__CONN_MAIN_CHANNEL
-#define FRAME_MAX 131072
+#define MAIN          WR__CONN_MAIN_CHANNEL
+#define FRAME_MAX     131072
 #define URL_SHOWN_MAX 256
 
 /* ---- small helpers ------------------------------------------------------------- */
 
-static int64_t now_ms(void) { return wr_mono_ns() / 1000000; }
+static int64_t now_ms(void) {
+  return wr_mono_ns() / 1000000;
+}
 
 static struct timeval ms_tv(int64_t ms) {
   if (ms < 0)
@@ -70,7 +72,9 @@ static struct timeval ms_tv(int64_t ms) {
   return tv;
 }
 
-static amqp_bytes_t cbytes(const char *s) { return amqp_cstring_bytes(s ? s : ""); }
+static amqp_bytes_t cbytes(const char *s) {
+  return amqp_cstring_bytes(s ? s : "");
+}
 
 /* Copies broker text (not NUL-terminated, maybe hostile) into out, printable ASCII
  * only, so error messages and logs stay one clean line. */
@@ -89,7 +93,9 @@ static bool bytes_eq(amqp_bytes_t b, const char *s) {
   return b.len == n && (n == 0 || memcmp(b.bytes, s, n) == 0);
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s) {
+  return s ? strdup(s) : NULL;
+}
 
 static uint64_t route_hash(amqp_bytes_t exchange, amqp_bytes_t rk) {
   uint64_t h = 1469598103934665603ULL;
@@ -109,7 +115,9 @@ static bool status_is_tls(int st) {
          st == AMQP_STATUS_SSL_SET_ENGINE_FAILED;
 }
 
-static bool name_ok(const char *s) { return s && strlen(s) <= 255; }
+static bool name_ok(const char *s) {
+  return s && strlen(s) <= 255;
+}
 
 /* ---- watchdog ------------------------------------------------------------------ */
 
@@ -119,8 +127,8 @@ typedef struct watchdog {
   pthread_cond_t cv;
   bool started;
   bool quit;
-  bool idle;      /* waiting without a deadline */
-  bool fired;     /* the armed call overran and its socket was shut down */
+  bool idle;  /* waiting without a deadline */
+  bool fired; /* the armed call overran and its socket was shut down */
   int fd;
   int64_t deadline_ns;   /* 0 = disarmed */
   int64_t waiting_until; /* deadline of the thread's current timed wait */
@@ -384,8 +392,7 @@ static void pend_settle_all(wr_conn *c, int status) {
 /* A basic.return precedes the ack of the same message: mark the oldest unsettled
  * mandatory message that matches by message_id (or, without one, by exchange and
  * routing key) so its ack is reported as WR_ERETURNED. */
-static void pend_mark_returned(wr_conn *c, const amqp_basic_properties_t *props,
-                               uint64_t route) {
+static void pend_mark_returned(wr_conn *c, const amqp_basic_properties_t *props, uint64_t route) {
   bool by_id = props && (props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) && props->message_id.len > 0;
   for (size_t i = c->ph; i < c->pn; i++) {
     pend *e = &c->pv[i];
@@ -558,8 +565,8 @@ static int channel_setup(wr_conn *c, bool with_consumers, wr_err *err);
  * (unsettled -> WR_ECLOSED, buffered deliveries dropped, to be redelivered), and,
  * when `reopen`, the channel is opened again with confirm mode, qos and consumers, so
  * the connection stays usable. Returns the verdict as a WR_E* code. */
-static int channel_closed(wr_conn *c, amqp_channel_t ch, const amqp_channel_close_t *m,
-                          bool reopen, const char *what, wr_err *err) {
+static int channel_closed(wr_conn *c, amqp_channel_t ch, const amqp_channel_close_t *m, bool reopen,
+                          const char *what, wr_err *err) {
   char text[300];
   text_copy(text, sizeof text, m->reply_text);
   uint16_t code = m->reply_code;
@@ -730,7 +737,8 @@ static int channel_setup(wr_conn *c, bool with_consumers, wr_err *err) {
     if (c->want_confirm) {
       amqp_confirm_select_t s;
       memset(&s, 0, sizeof s);
-      rc = check(c, MAIN, rpc(c, MAIN, AMQP_CONFIRM_SELECT_METHOD, AMQP_CONFIRM_SELECT_OK_METHOD, &s),
+      rc = check(c, MAIN,
+                 rpc(c, MAIN, AMQP_CONFIRM_SELECT_METHOD, AMQP_CONFIRM_SELECT_OK_METHOD, &s),
                  "confirm.select", false, err);
       if (rc != 0) {
         if (c->open)
@@ -1025,7 +1033,8 @@ int wr_conn_new(const wr_conn_opts *opts, wr_conn **out, wr_err *err) {
   if (!opts || !opts->urls)
     return wr_err_set(err, WR_EINVAL, "wr_conn_new: no broker URL (opts->urls)");
   if (opts->connect_timeout_ms == 0 || opts->rpc_timeout_ms == 0)
-    return wr_err_set(err, WR_EINVAL, "wr_conn_new: connect_timeout_ms and rpc_timeout_ms must be > 0");
+    return wr_err_set(err, WR_EINVAL,
+                      "wr_conn_new: connect_timeout_ms and rpc_timeout_ms must be > 0");
   if (opts->backoff_base_ms == 0 || opts->backoff_max_ms < opts->backoff_base_ms)
     return wr_err_set(err, WR_EINVAL, "wr_conn_new: need 0 < backoff_base_ms <= backoff_max_ms");
   if (opts->heartbeat_s > 65535)
@@ -1154,8 +1163,9 @@ static int login_fail(wr_conn *c, amqp_rpc_reply_t r, const url_ent *u, wr_err *
      * it): a connection dropped during the handshake is an authentication failure. */
     if (st == AMQP_STATUS_CONNECTION_CLOSED || st == AMQP_STATUS_SOCKET_CLOSED ||
         st == AMQP_STATUS_SOCKET_ERROR)
-      return wr_err_set(err, WR_EAUTH, "login to %s refused (connection closed during the "
-                                       "handshake: wrong user/password or vhost?): %s",
+      return wr_err_set(err, WR_EAUTH,
+                        "login to %s refused (connection closed during the "
+                        "handshake: wrong user/password or vhost?): %s",
                         u->shown, amqp_error_string2(st));
     return wr_err_set(err, WR_ECLOSED, "login to %s: %s", u->shown, amqp_error_string2(st));
   }
@@ -1214,9 +1224,12 @@ static int open_url(wr_conn *c, const url_ent *u, wr_err *err) {
   amqp_set_rpc_timeout(a, &rtv);
 
   amqp_table_entry_t caps[6] = {
-      bool_entry("publisher_confirms", true),      bool_entry("basic.nack", true),
-      bool_entry("consumer_cancel_notify", true),  bool_entry("connection.blocked", true),
-      bool_entry("authentication_failure_close", true), bool_entry("exchange_exchange_bindings", true),
+      bool_entry("publisher_confirms", true),
+      bool_entry("basic.nack", true),
+      bool_entry("consumer_cancel_notify", true),
+      bool_entry("connection.blocked", true),
+      bool_entry("authentication_failure_close", true),
+      bool_entry("exchange_exchange_bindings", true),
   };
   amqp_table_entry_t props[5];
   int np = 0;
@@ -1303,7 +1316,8 @@ int wr_conn_reconnect(wr_conn *c, const volatile int *stop, wr_err *err) {
     int rc = wr_conn_open(c, &e2);
     if (rc == 0) {
       if (attempt > 0)
-        wr_log_info(NULL, "amqp reconnected to %s after %u failed attempt(s)", c->url_shown, attempt);
+        wr_log_info(NULL, "amqp reconnected to %s after %u failed attempt(s)", c->url_shown,
+                    attempt);
       wr_err_clear(err);
       return 0;
     }
@@ -1317,13 +1331,27 @@ int wr_conn_reconnect(wr_conn *c, const volatile int *stop, wr_err *err) {
   }
 }
 
-bool wr_conn_is_open(const wr_conn *c) { return c && c->open; }
-bool wr_conn_is_blocked(const wr_conn *c) { return c && c->open && c->blocked; }
-const char *wr_conn_url(const wr_conn *c) { return c ? c->url_shown : ""; }
-amqp_connection_state_t wr_conn_amqp(wr_conn *c) { return c ? c->amqp : NULL; }
-amqp_channel_t wr_conn_channel(const wr_conn *c) { return MAIN; }
-uint64_t wr_conn_generation(const wr_conn *c) { return c ? c->generation : 0; }
-size_t wr_conn_unconfirmed(const wr_conn *c) { return c ? c->n_wait : 0; }
+bool wr_conn_is_open(const wr_conn *c) {
+  return c && c->open;
+}
+bool wr_conn_is_blocked(const wr_conn *c) {
+  return c && c->open && c->blocked;
+}
+const char *wr_conn_url(const wr_conn *c) {
+  return c ? c->url_shown : "";
+}
+amqp_connection_state_t wr_conn_amqp(wr_conn *c) {
+  return c ? c->amqp : NULL;
+}
+amqp_channel_t wr_conn_channel(const wr_conn *c) {
+  return MAIN;
+}
+uint64_t wr_conn_generation(const wr_conn *c) {
+  return c ? c->generation : 0;
+}
+size_t wr_conn_unconfirmed(const wr_conn *c) {
+  return c ? c->n_wait : 0;
+}
 
 int wr_conn_check_reply(wr_conn *c, amqp_rpc_reply_t r, const char *what, wr_err *err) {
   if (!c)
@@ -1343,10 +1371,10 @@ int wr_conn_service(wr_conn *c, wr_err *err) {
 
 /* ---- topology primitives ------------------------------------------------------- */
 
-#define NEED_OPEN(c, err)                                                              \
-  do {                                                                                 \
-    if (!(c)->open)                                                                    \
-      return wr_err_set(err, WR_ECLOSED, "connection closed (%s)", (c)->url_shown);    \
+#define NEED_OPEN(c, err)                                                                          \
+  do {                                                                                             \
+    if (!(c)->open)                                                                                \
+      return wr_err_set(err, WR_ECLOSED, "connection closed (%s)", (c)->url_shown);                \
   } while (0)
 
 int wr_conn_declare_exchange(wr_conn *c, const wr_exchange_decl *d, wr_err *err) {
@@ -1363,7 +1391,8 @@ int wr_conn_declare_exchange(wr_conn *c, const wr_exchange_decl *d, wr_err *err)
   char what[400];
   snprintf(what, sizeof what, "declare exchange '%s' (%s%s)", d->name, d->type,
            d->durable ? " durable" : "");
-  return check(c, MAIN, rpc(c, MAIN, AMQP_EXCHANGE_DECLARE_METHOD, AMQP_EXCHANGE_DECLARE_OK_METHOD, &m),
+  return check(c, MAIN,
+               rpc(c, MAIN, AMQP_EXCHANGE_DECLARE_METHOD, AMQP_EXCHANGE_DECLARE_OK_METHOD, &m),
                what, true, err);
 }
 
@@ -1410,8 +1439,8 @@ static int probe_queue(wr_conn *c, const char *queue, wr_err *err) {
   return passive_declare(c, &d, NULL, NULL, err);
 }
 
-int wr_conn_declare_queue(wr_conn *c, const wr_queue_decl *d, bool passive,
-                          uint32_t *message_count, uint32_t *consumer_count, wr_err *err) {
+int wr_conn_declare_queue(wr_conn *c, const wr_queue_decl *d, bool passive, uint32_t *message_count,
+                          uint32_t *consumer_count, wr_err *err) {
   if (!c || !d || !d->name || !*d->name || !name_ok(d->name))
     return wr_err_set(err, WR_EINVAL, "declare queue: name required (1..255 bytes)");
   NEED_OPEN(c, err);
@@ -1420,8 +1449,8 @@ int wr_conn_declare_queue(wr_conn *c, const wr_queue_decl *d, bool passive,
   return queue_declare_on(c, MAIN, d, false, message_count, consumer_count, err);
 }
 
-int wr_conn_bind_queue(wr_conn *c, const char *queue, const char *exchange,
-                       const char *routing_key, amqp_table_t arguments, wr_err *err) {
+int wr_conn_bind_queue(wr_conn *c, const char *queue, const char *exchange, const char *routing_key,
+                       amqp_table_t arguments, wr_err *err) {
   if (!c || !queue || !*queue || !name_ok(queue) || !exchange || !name_ok(exchange) ||
       !name_ok(routing_key ? routing_key : ""))
     return wr_err_set(err, WR_EINVAL, "bind queue: queue and exchange required (<= 255 bytes)");
@@ -1455,9 +1484,8 @@ int wr_conn_bind_exchange(wr_conn *c, const char *destination, const char *sourc
   char what[800];
   snprintf(what, sizeof what, "bind exchange '%s' to exchange '%s' with key '%s'", destination,
            source, routing_key ? routing_key : "");
-  return check(c, MAIN,
-               rpc(c, MAIN, AMQP_EXCHANGE_BIND_METHOD, AMQP_EXCHANGE_BIND_OK_METHOD, &m), what,
-               true, err);
+  return check(c, MAIN, rpc(c, MAIN, AMQP_EXCHANGE_BIND_METHOD, AMQP_EXCHANGE_BIND_OK_METHOD, &m),
+               what, true, err);
 }
 
 int wr_conn_delete_queue(wr_conn *c, const char *queue, wr_err *err) {
@@ -1501,8 +1529,9 @@ int wr_conn_confirm_mode(wr_conn *c, wr_err *err) {
     return 0;
   amqp_confirm_select_t s;
   memset(&s, 0, sizeof s);
-  int rc = check(c, MAIN, rpc(c, MAIN, AMQP_CONFIRM_SELECT_METHOD, AMQP_CONFIRM_SELECT_OK_METHOD, &s),
-                 "confirm.select", true, err);
+  int rc =
+      check(c, MAIN, rpc(c, MAIN, AMQP_CONFIRM_SELECT_METHOD, AMQP_CONFIRM_SELECT_OK_METHOD, &s),
+            "confirm.select", true, err);
   if (rc != 0)
     return rc;
   c->seq_base = c->seq_last;
@@ -1519,7 +1548,8 @@ static int validate_props(wr_conn *c, const amqp_basic_properties_t *pr, wr_err 
     size_t off;
     const char *name;
   } shortstrs[] = {
-      {AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type), "content_type"},
+      {AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type),
+       "content_type"},
       {AMQP_BASIC_CONTENT_ENCODING_FLAG, offsetof(amqp_basic_properties_t, content_encoding),
        "content_encoding"},
       {AMQP_BASIC_CORRELATION_ID_FLAG, offsetof(amqp_basic_properties_t, correlation_id),
@@ -1603,10 +1633,12 @@ int wr_conn_publish(wr_conn *c, const wr_publish *p, uint64_t *seq, wr_err *err)
   if (rc != 0)
     return rc;
   if (c->blocked)
-    return wr_err_set(err, WR_EBLOCKED, "publish: connection blocked by the broker (resource alarm; %s)",
+    return wr_err_set(err, WR_EBLOCKED,
+                      "publish: connection blocked by the broker (resource alarm; %s)",
                       c->url_shown);
   if (!c->confirm_active)
-    return wr_err_set(err, WR_EINVAL, "publish: the channel is not in confirm mode (wr_conn_confirm_mode)");
+    return wr_err_set(err, WR_EINVAL,
+                      "publish: the channel is not in confirm mode (wr_conn_confirm_mode)");
   /* Reserve the bookkeeping first so an ENOMEM cannot leave a sent message untracked. */
   uint64_t s = c->seq_last + 1;
   rc = pend_push(c, s, p->props, p);
@@ -1638,14 +1670,16 @@ int wr_conn_wait_confirms(wr_conn *c, uint64_t upto, unsigned timeout_ms, wr_con
     if (rc != 0)
       return rc;
     if (!c->open)
-      return wr_err_set(err, WR_ECLOSED, "connection closed (%s): unconfirmed messages reported WR_ECLOSED",
+      return wr_err_set(err, WR_ECLOSED,
+                        "connection closed (%s): unconfirmed messages reported WR_ECLOSED",
                         c->url_shown);
     if (pend_done_upto(c, upto))
       return 0;
     int64_t left = deadline - now_ms();
     if (left <= 0) {
-      return wr_err_set(err, WR_ETIMEDOUT, "publisher confirms: %zu message(s) unsettled after %u ms%s",
-                        c->n_wait, timeout_ms, c->blocked ? " (connection blocked by the broker)" : "");
+      return wr_err_set(err, WR_ETIMEDOUT,
+                        "publisher confirms: %zu message(s) unsettled after %u ms%s", c->n_wait,
+                        timeout_ms, c->blocked ? " (connection blocked by the broker)" : "");
     }
     int r = pump_one(c, left, err);
     if (r == 1)
@@ -1775,7 +1809,8 @@ int wr_conn_next_delivery(wr_conn *c, unsigned timeout_ms, amqp_envelope_t *env,
       amqp_maybe_release_buffers(c->amqp);
     /* The wait for the first frame is bounded by tv; the content frames that follow
      * a basic.deliver are read without a deadline by rabbitmq-c, hence the watchdog. */
-    watchdog_arm(&c->wd, amqp_get_sockfd(c->amqp), (int64_t)c->rpc_timeout_ms + (left > 0 ? left : 0));
+    watchdog_arm(&c->wd, amqp_get_sockfd(c->amqp),
+                 (int64_t)c->rpc_timeout_ms + (left > 0 ? left : 0));
     amqp_rpc_reply_t r = amqp_consume_message(c->amqp, env, &tv, 0);
     if (watchdog_disarm(&c->wd)) {
       if (r.reply_type == AMQP_RESPONSE_NORMAL)
@@ -1832,7 +1867,8 @@ static int settle_delivery(wr_conn *c, uint64_t tag, const char *what, wr_err *e
                       "(the broker has requeued that message)",
                       what, (unsigned long long)tag);
   if (tag > c->tag_last)
-    return wr_err_set(err, WR_EINVAL, "%s: unknown delivery tag %llu", what, (unsigned long long)tag);
+    return wr_err_set(err, WR_EINVAL, "%s: unknown delivery tag %llu", what,
+                      (unsigned long long)tag);
   NEED_OPEN(c, err);
   return 0;
 }
@@ -1894,7 +1930,8 @@ static int get_on(wr_conn *c, amqp_channel_t ch, const char *queue, amqp_envelop
     *remaining = ok->message_count;
   env->exchange = amqp_bytes_malloc_dup(ok->exchange);
   env->routing_key = amqp_bytes_malloc_dup(ok->routing_key);
-  if ((ok->exchange.len && !env->exchange.bytes) || (ok->routing_key.len && !env->routing_key.bytes)) {
+  if ((ok->exchange.len && !env->exchange.bytes) ||
+      (ok->routing_key.len && !env->routing_key.bytes)) {
     amqp_destroy_envelope(env);
     memset(env, 0, sizeof *env);
     conn_drop(c);
@@ -1996,7 +2033,9 @@ int wr__conn_side_check(wr_conn *c, amqp_channel_t ch, amqp_rpc_reply_t r, const
   return check(c, ch, r, what, false, err);
 }
 
-unsigned wr__conn_rpc_timeout_ms(const wr_conn *c) { return c->rpc_timeout_ms; }
+unsigned wr__conn_rpc_timeout_ms(const wr_conn *c) {
+  return c->rpc_timeout_ms;
+}
 
 int wr__conn_side_publish_confirmed(wr_conn *c, amqp_channel_t ch, const wr_publish *p,
                                     unsigned timeout_ms, wr_err *err) {
@@ -2008,7 +2047,8 @@ int wr__conn_side_publish_confirmed(wr_conn *c, amqp_channel_t ch, const wr_publ
   if (rc != 0 && !c->open)
     return rc;
   if (c->blocked)
-    return wr_err_set(err, WR_EBLOCKED, "publish: connection blocked by the broker (resource alarm; %s)",
+    return wr_err_set(err, WR_EBLOCKED,
+                      "publish: connection blocked by the broker (resource alarm; %s)",
                       c->url_shown);
   rc = publish_raw(c, ch, p, err);
   if (rc != 0)
@@ -2043,15 +2083,18 @@ int wr__conn_side_publish_confirmed(wr_conn *c, amqp_channel_t ch, const wr_publ
     switch (f.payload.method.id) {
     case AMQP_BASIC_ACK_METHOD: {
       const amqp_basic_ack_t *a = f.payload.method.decoded;
-      if (a->delivery_tag == want || (a->multiple && (a->delivery_tag >= want || a->delivery_tag == 0)))
-        return returned ? wr_err_set(err, WR_ERETURNED, "publish to '%s' with key '%s': unroutable (returned)",
+      if (a->delivery_tag == want ||
+          (a->multiple && (a->delivery_tag >= want || a->delivery_tag == 0)))
+        return returned ? wr_err_set(err, WR_ERETURNED,
+                                     "publish to '%s' with key '%s': unroutable (returned)",
                                      p->exchange, p->routing_key)
                         : 0;
       break;
     }
     case AMQP_BASIC_NACK_METHOD: {
       const amqp_basic_nack_t *n = f.payload.method.decoded;
-      if (n->delivery_tag == want || (n->multiple && (n->delivery_tag >= want || n->delivery_tag == 0)))
+      if (n->delivery_tag == want ||
+          (n->multiple && (n->delivery_tag >= want || n->delivery_tag == 0)))
         return wr_err_set(err, WR_ENACK, "publish to '%s' with key '%s': nacked by the broker",
                           p->exchange, p->routing_key);
       break;

@@ -15,8 +15,8 @@
 
 #include <warren/conn.h>
 
-#define WR__CONN_MAIN_CHANNEL ((amqp_channel_t)1)
-#define WR__CONN_TOOL_CHANNEL ((amqp_channel_t)2)  /* dlq.c */
+#define WR__CONN_MAIN_CHANNEL  ((amqp_channel_t)1)
+#define WR__CONN_TOOL_CHANNEL  ((amqp_channel_t)2) /* dlq.c */
 #define WR__CONN_PROBE_CHANNEL ((amqp_channel_t)3) /* conn.c: queue existence checks */
 
 /* Opens side channel ch (2..7). Returns 0, WR_ESTATE (already open), or a WR_E* code

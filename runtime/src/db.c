@@ -154,7 +154,7 @@ static const char *const connect_defaults[][2] = {
 /* The session settings the runtime puts into the startup packet (so that PQreset keeps
  * them), after the string's own `options`: the time zone always, and the outbox NOTIFY
  * switch (migrations.c, v2) when a caller turns it off. */
-#define SESSION_TZ "-c TimeZone=UTC"
+#define SESSION_TZ        "-c TimeZone=UTC"
 #define SESSION_NO_NOTIFY " -c warren.outbox_notify=off"
 
 static int connect_session(const char *url, const char *application_name, bool outbox_notify,
@@ -227,8 +227,8 @@ static int connect_session(const char *url, const char *application_name, bool o
   /* Settings go into the startup packet (not a SET) so that PQreset keeps them. Ours
    * come last: a caller that turned the NOTIFY off is not overridden by the string. */
   const char *extra = outbox_notify ? "" : SESSION_NO_NOTIFY;
-  size_t olen = (user_options ? strlen(user_options) + 1 : 0) + strlen(SESSION_TZ) +
-                strlen(extra) + 1;
+  size_t olen =
+      (user_options ? strlen(user_options) + 1 : 0) + strlen(SESSION_TZ) + strlen(extra) + 1;
   options = malloc(olen);
   if (!options) {
     free(keys);

@@ -142,8 +142,8 @@ static bool ends_with(amqp_bytes_t b, const char *suffix) {
 static void headers_read(const amqp_table_t *h, wr_dlq_entry *e, origin *o);
 
 /* Fills e from the envelope and finds the origin. dlq names the queue browsed. */
-static void entry_read(const amqp_envelope_t *env, const char *dlq, uint64_t index,
-                       wr_dlq_entry *e, origin *o) {
+static void entry_read(const amqp_envelope_t *env, const char *dlq, uint64_t index, wr_dlq_entry *e,
+                       origin *o) {
   memset(e, 0, sizeof *e);
   memset(o, 0, sizeof *o);
   const amqp_basic_properties_t *p = &env->message.properties;
@@ -378,11 +378,13 @@ static int replay_one(wr_conn *c, const amqp_envelope_t *env, const wr_dlq_entry
                       const origin *o, wr_err *err) {
   if (!o->known)
     return wr_err_set(err, WR_EINVAL,
-                      "dlq replay: message '%s' carries no original exchange/routing key", e->message_id);
+                      "dlq replay: message '%s' carries no original exchange/routing key",
+                      e->message_id);
   if (o->exchange.len > 255 || o->routing_key.len > 255 ||
       memchr(o->exchange.bytes ? o->exchange.bytes : "", '\0', o->exchange.len) ||
       memchr(o->routing_key.bytes ? o->routing_key.bytes : "", '\0', o->routing_key.len))
-    return wr_err_set(err, WR_EINVAL, "dlq replay: message '%s' has an invalid original exchange/routing key",
+    return wr_err_set(err, WR_EINVAL,
+                      "dlq replay: message '%s' has an invalid original exchange/routing key",
                       e->message_id);
   char exchange[256], rk[256];
   memcpy(exchange, o->exchange.bytes ? o->exchange.bytes : "", o->exchange.len);
@@ -407,8 +409,12 @@ static int replay_one(wr_conn *c, const amqp_envelope_t *env, const wr_dlq_entry
     if (n == 0)
       props._flags &= ~(amqp_flags_t)AMQP_BASIC_HEADERS_FLAG;
   }
-  wr_publish pub = {.exchange = exchange, .routing_key = rk, .body = env->message.body.bytes,
-                    .len = env->message.body.len, .props = &props, .mandatory = true};
+  wr_publish pub = {.exchange = exchange,
+                    .routing_key = rk,
+                    .body = env->message.body.bytes,
+                    .len = env->message.body.len,
+                    .props = &props,
+                    .mandatory = true};
   wr_err e2;
   wr_err_clear(&e2);
   int rc = wr__conn_side_publish_confirmed(c, TOOL, &pub, wr__conn_rpc_timeout_ms(c), &e2);

@@ -9,8 +9,8 @@ const char *wr_strerror(int code) {
   switch (code) {
   case WR_OK:
     return "success";
-#define WR__ERR_TEXT(name, value, text)                                                \
-  case WR_##name:                                                                      \
+#define WR__ERR_TEXT(name, value, text)                                                            \
+  case WR_##name:                                                                                  \
     return text;
     WR_ERRNO_MAP(WR__ERR_TEXT)
 #undef WR__ERR_TEXT
@@ -23,8 +23,8 @@ const char *wr_errname(int code) {
   switch (code) {
   case WR_OK:
     return "WR_OK";
-#define WR__ERR_NAME(name, value, text)                                                \
-  case WR_##name:                                                                      \
+#define WR__ERR_NAME(name, value, text)                                                            \
+  case WR_##name:                                                                                  \
     return "WR_" #name;
     WR_ERRNO_MAP(WR__ERR_NAME)
 #undef WR__ERR_NAME
@@ -51,4 +51,6 @@ void wr_err_clear(wr_err *err) {
     memset(err, 0, sizeof *err);
 }
 
-const char *wr_version(void) { return WR_VERSION_STRING; }
+const char *wr_version(void) {
+  return WR_VERSION_STRING;
+}

@@ -60,8 +60,8 @@ void wr_log(wr_log_level level, const char *corr, const char *fmt, ...) {
   gmtime_r(&secs, &tm);
   char line[1400];
   pthread_mutex_lock(&log_mu);
-  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s", tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                    (int)(ns / 1000000 % 1000), names[level & 3]);
   if (log_service[0] && n > 0 && (size_t)n < sizeof line)
     n += snprintf(line + n, sizeof line - (size_t)n, " svc=%s", log_service);

@@ -81,7 +81,6 @@ typedef struct row {
                WR_ETIMEDOUT */
 } row;
 
-
 /* The batch in flight and the PostgreSQL connection it is claimed on. */
 typedef struct batch {
   PGconn *pg;
@@ -126,7 +125,7 @@ struct wr_relay {
   size_t n_known;
 
   wr__sbuf ids, delays, errs; /* settle parameters, reused */
-  int64_t next_retry_ns;  /* monotonic time the earliest failed row becomes due (0: none) */
+  int64_t next_retry_ns;      /* monotonic time the earliest failed row becomes due (0: none) */
 
   /* outages: logged once when they start, once when they end */
   bool outage[N_SIDES];
@@ -157,7 +156,6 @@ static const char *relay_name(const wr_relay *r) {
 }
 
 /* ---- small helpers ------------------------------------------------------------------ */
-
 
 static int64_t be64(const char *p) {
   uint64_t v;

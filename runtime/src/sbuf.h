@@ -10,7 +10,7 @@
 #include <string.h>
 
 typedef struct wr__sbuf {
-  char *p;    /* NULL until the first append; always NUL-terminated after */
+  char *p; /* NULL until the first append; always NUL-terminated after */
   size_t len;
   size_t cap;
   bool oom;
@@ -20,7 +20,9 @@ typedef struct wr__sbuf {
 void wr__sb_put(wr__sbuf *b, const char *s, size_t n);
 
 /* Appends the NUL-terminated s. */
-static inline void wr__sb_cstr(wr__sbuf *b, const char *s) { wr__sb_put(b, s, strlen(s)); }
+static inline void wr__sb_cstr(wr__sbuf *b, const char *s) {
+  wr__sb_put(b, s, strlen(s));
+}
 
 /* Appends s as one double-quoted element of a PostgreSQL array literal (backslash
  * and quote escaped), preceded by ',' unless first. */

@@ -39,8 +39,8 @@ static int read_first_line(const char *path, const char **out, wr_err *err) {
 }
 
 static void print_help(const char *prog, const char *summary, const wr_option *opts, size_t n) {
-  printf("%s\n\nusage: %s [options]\n\noptions (flag, environment variable, default):\n",
-         summary, prog);
+  printf("%s\n\nusage: %s [options]\n\noptions (flag, environment variable, default):\n", summary,
+         prog);
   for (size_t i = 0; i < n; i++) {
     const wr_option *o = &opts[i];
     if (o->secret)
@@ -61,8 +61,8 @@ static void print_help(const char *prog, const char *summary, const wr_option *o
   printf("  --help      this text\n  --version   print the version\n");
 }
 
-int wr_options_parse(const char *prog, const char *summary, wr_option *opts, size_t n,
-                     int argc, char **argv, wr_err *err) {
+int wr_options_parse(const char *prog, const char *summary, wr_option *opts, size_t n, int argc,
+                     char **argv, wr_err *err) {
   bool *from_flag = calloc(n ? n : 1, sizeof *from_flag);
   if (!from_flag)
     return wr_err_set(err, WR_ENOMEM, "out of memory");
@@ -130,16 +130,16 @@ int wr_options_parse(const char *prog, const char *summary, wr_option *opts, siz
   return rc;
 }
 
-int wr_option_uint(const char *name, const char *value, unsigned min, unsigned max,
-                   unsigned *out, wr_err *err) {
+int wr_option_uint(const char *name, const char *value, unsigned min, unsigned max, unsigned *out,
+                   wr_err *err) {
   if (!value || !*value)
     return wr_err_set(err, WR_EINVAL, "--%s needs a number", name);
   char *end;
   errno = 0;
   unsigned long v = strtoul(value, &end, 10);
   if (errno || *end || value[0] < '0' || value[0] > '9' || v < min || v > max)
-    return wr_err_set(err, WR_EINVAL, "--%s must be a number in %u..%u (got '%s')", name, min,
-                      max, value);
+    return wr_err_set(err, WR_EINVAL, "--%s must be a number in %u..%u (got '%s')", name, min, max,
+                      value);
   *out = (unsigned)v;
   return 0;
 }
@@ -194,17 +194,17 @@ int wr_reply_readyz(wr_http_req *req, const wr_ready_check *checks, size_t n) {
     json_object_set_new(c, checks[i].name, json_boolean(checks[i].ok));
     ready = ready && checks[i].ok;
   }
-  return wr_http_reply_json(req, ready ? 200 : 503,
-                            json_pack("{s:s,s:o}", "status", ready ? "ready" : "not_ready",
-                                      "checks", c));
+  return wr_http_reply_json(
+      req, ready ? 200 : 503,
+      json_pack("{s:s,s:o}", "status", ready ? "ready" : "not_ready", "checks", c));
 }
 
 int wr_reply_metrics(wr_http_req *req, wr_metrics *m) {
   char *text = wr_metrics_render(m);
   if (!text)
     return wr_http_reply_error(req, 500, "internal", "cannot render metrics");
-  int rc = wr_http_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
-                               strlen(text));
+  int rc =
+      wr_http_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
   free(text);
   return rc;
 }
@@ -272,8 +272,8 @@ int wr_body_only(wr_http_req *req, json_t *obj, const char *const *allowed) {
   return 1;
 }
 
-int wr_body_string(wr_http_req *req, json_t *obj, const char *key, bool required,
-                   size_t min_chars, size_t max_chars, const char **out) {
+int wr_body_string(wr_http_req *req, json_t *obj, const char *key, bool required, size_t min_chars,
+                   size_t max_chars, const char **out) {
   json_t *v = json_object_get(obj, key);
   if (!v || json_is_null(v)) {
     if (!required)
@@ -362,8 +362,8 @@ void wr_service_std_options(wr_service_std *s, const char *db_what, const char *
        "bearer token for /admin routes (unset: they answer 403)", &s->admin_token, true, false},
       {"log-level", "WARREN_LOG_LEVEL", "info", "debug, info, warn or error", &s->log_level, false,
        false},
-      {"http-threads", "WARREN_HTTP_THREADS", "4", "HTTP worker threads", &s->http_threads_s,
-       false, false},
+      {"http-threads", "WARREN_HTTP_THREADS", "4", "HTTP worker threads", &s->http_threads_s, false,
+       false},
       {"db-pool", "WARREN_DB_POOL", "8", "database connections for HTTP handlers", &s->db_pool_s,
        false, false},
       {"max-body", "WARREN_HTTP_MAX_BODY", "65536", "largest accepted request body (bytes)",

@@ -19,13 +19,13 @@ typedef enum decl_kind { D_EXCHANGE, D_QUEUE, D_BIND } decl_kind;
 
 typedef struct decl {
   decl_kind kind;
-  char *name;     /* exchange or queue; binding: queue */
-  char *type;     /* exchange type */
+  char *name;        /* exchange or queue; binding: queue */
+  char *type;        /* exchange type */
   char *hash_header; /* exchange: x-consistent-hash hash-header, or NULL */
-  char *exchange; /* binding: the source exchange */
-  char *rk;       /* binding */
-  bool to_exchange; /* binding: name is a destination exchange, not a queue */
-  wr_queue_args a;/* queue; strings owned */
+  char *exchange;    /* binding: the source exchange */
+  char *rk;          /* binding */
+  bool to_exchange;  /* binding: name is a destination exchange, not a queue */
+  wr_queue_args a;   /* queue; strings owned */
 } decl;
 
 struct wr_topology {
@@ -33,8 +33,8 @@ struct wr_topology {
   size_t n, cap;
 };
 
-#define MAX_NAME 255
-#define MAX_TTL_MS 4294967295LL /* the broker's limit for x-message-ttl (2^32 - 1) */
+#define MAX_NAME        255
+#define MAX_TTL_MS      4294967295LL /* the broker's limit for x-message-ttl (2^32 - 1) */
 #define MAX_RETRY_TIERS 100
 
 /* ---- lifecycle ----------------------------------------------------------------- */
@@ -96,7 +96,9 @@ static bool valid_name(const char *s, bool allow_empty) {
 }
 
 /* "amq." names are reserved by the broker (declaring them is refused with 403). */
-static bool reserved(const char *s) { return strncmp(s, "amq.", 4) == 0; }
+static bool reserved(const char *s) {
+  return strncmp(s, "amq.", 4) == 0;
+}
 
 static bool known_exchange_type(const char *type) {
   static const char *const types[] = {"direct", "topic", "fanout", "headers", "x-consistent-hash"};
@@ -439,8 +441,11 @@ typedef struct playout {
 static int playout_make(const wr_partitioned_queue *q, playout *p) {
   if (!q || q->partitions == 0 || q->partitions > WR_PARTITIONS_MAX)
     return WR_EINVAL;
-  wr_consumer_queue cq = {.queue = q->queue, .type = q->type, .retry_delays_ms = q->retry_delays_ms,
-                          .n_retry_delays = q->n_retry_delays, .delivery_limit = q->delivery_limit};
+  wr_consumer_queue cq = {.queue = q->queue,
+                          .type = q->type,
+                          .retry_delays_ms = q->retry_delays_ms,
+                          .n_retry_delays = q->n_retry_delays,
+                          .delivery_limit = q->delivery_limit};
   int rc = layout_make(&cq, &p->base);
   if (rc != 0)
     return rc;
@@ -592,7 +597,9 @@ static void sb_putn(sbuf *b, const char *s, size_t n) {
   b->p[b->n] = '\0';
 }
 
-static void sb_put(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
+static void sb_put(sbuf *b, const char *s) {
+  sb_putn(b, s, strlen(s));
+}
 
 static void sb_printf(sbuf *b, const char *fmt, ...) WR_PRINTF(2, 3);
 static void sb_printf(sbuf *b, const char *fmt, ...) {
@@ -610,8 +617,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 static void sb_token(sbuf *b, const char *s) {
   bool plain = *s != '\0';
   for (const unsigned char *p = (const unsigned char *)s; *p && plain; p++)
-    if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\' || *p == '=' || *p == '[' ||
-        *p == ']')
+    if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\' || *p == '=' || *p == '[' || *p == ']')
       plain = false;
   if (plain) {
     sb_put(b, s);
@@ -700,8 +706,8 @@ static int declare_one(const decl *d, wr_conn *c, wr_err *err) {
   switch (d->kind) {
   case D_EXCHANGE: {
     amqp_table_entry_t e[1];
-    wr_exchange_decl x = {.name = d->name, .type = d->type, .durable = true,
-                          .arguments = amqp_empty_table};
+    wr_exchange_decl x = {
+        .name = d->name, .type = d->type, .durable = true, .arguments = amqp_empty_table};
     if (d->hash_header) {
       e[0].key = amqp_cstring_bytes("hash-header");
       e[0].value.kind = AMQP_FIELD_KIND_UTF8;
@@ -728,8 +734,11 @@ static int declare_one(const decl *d, wr_conn *c, wr_err *err) {
         e[i].value.value.bytes = amqp_cstring_bytes(args[i].s);
       }
     }
-    wr_queue_decl q = {.name = d->name, .durable = true, .exclusive = false,
-                       .auto_delete = false, .arguments = {(int)n, n ? e : NULL}};
+    wr_queue_decl q = {.name = d->name,
+                       .durable = true,
+                       .exclusive = false,
+                       .auto_delete = false,
+                       .arguments = {(int)n, n ? e : NULL}};
     return wr_conn_declare_queue(c, &q, false, NULL, NULL, err);
   }
   case D_BIND:

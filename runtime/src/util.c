@@ -199,8 +199,8 @@ int wr_rfc3339_parse(const char *s, int64_t *seconds, int32_t *nanos) {
   }
   if (*p != '\0')
     return WR_EINVAL;
-  int64_t secs = days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + mi * 60 +
-                 sec - off;
+  int64_t secs =
+      days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + mi * 60 + sec - off;
   if (secs < WR_TS_MIN || secs > WR_TS_MAX)
     return WR_EINVAL;
   *seconds = secs;
@@ -216,10 +216,10 @@ void wr_redact_url(const char *url, char *out, size_t outsz) {
   size_t o = 0;
   if (!url)
     url = "";
-#define PUT(ch)                                                                        \
-  do {                                                                                 \
-    if (o + 1 < outsz)                                                                 \
-      out[o++] = (ch);                                                                 \
+#define PUT(ch)                                                                                    \
+  do {                                                                                             \
+    if (o + 1 < outsz)                                                                             \
+      out[o++] = (ch);                                                                             \
   } while (0)
   const char *p = url;
   while (*p) {

@@ -6,13 +6,13 @@
 #include <warren/warren.h>
 
 typedef struct app {
-  wr_db_pool *pool;          /* HTTP handlers and the snapshot job take connections here */
+  wr_db_pool *pool; /* HTTP handlers and the snapshot job take connections here */
   wr_metrics *metrics;
   wr_relay *relay;
-  const char *service;       /* "customer" */
-  char instance[96];         /* hostname:pid */
-  unsigned snapshot_batch;   /* customers per snapshot transaction */
-  unsigned buckets;          /* reconciliation buckets */
+  const char *service;          /* "customer" */
+  char instance[96];            /* hostname:pid */
+  unsigned snapshot_batch;      /* customers per snapshot transaction */
+  unsigned buckets;             /* reconciliation buckets */
   unsigned snapshot_interval_s; /* periodic snapshots (0: off) */
   volatile int stopping;
   pthread_mutex_t snapshot_mu; /* one snapshot run at a time */

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CURSOR_MAX 160 /* encoded length bound */
+#define CURSOR_MAX    160 /* encoded length bound */
 #define CURSOR_ID_MAX 64
 
 typedef struct cursor {

@@ -45,14 +45,14 @@ int main(int argc, char **argv) {
        "7D, 12h; unset: no log) so consumers can replay it",
        &cf.log_max_age, false, false},
       {"event-log-max-bytes", "WARREN_EVENT_LOG_MAX_BYTES", "1073741824",
-       "size limit of customer.events.log (bytes; the oldest segments go first)",
-       &cf.log_max_bytes, false, false},
+       "size limit of customer.events.log (bytes; the oldest segments go first)", &cf.log_max_bytes,
+       false, false},
   };
   memcpy(opts + WR_SERVICE_STD_N, extra, sizeof extra);
   wr_err err = {0};
   int rc = wr_options_parse("customer-service",
-                            "customer-service: owns customers and publishes their events",
-                            opts, sizeof opts / sizeof opts[0], argc, argv, &err);
+                            "customer-service: owns customers and publishes their events", opts,
+                            sizeof opts / sizeof opts[0], argc, argv, &err);
   if (rc == 1)
     return 0;
   unsigned batch = 500, buckets = 64, interval = 0;
@@ -78,7 +78,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "customer-service: %s\n", err.msg);
     return 2;
   }
-  app a = {.service = "customer", .snapshot_batch = batch, .buckets = buckets,
+  app a = {.service = "customer",
+           .snapshot_batch = batch,
+           .buckets = buckets,
            .snapshot_interval_s = interval};
   pthread_mutex_init(&a.snapshot_mu, NULL);
   snprintf(a.instance, sizeof a.instance, "%s", cf.std.instance);
@@ -108,8 +110,8 @@ int main(int argc, char **argv) {
   if (rc == 0)
     rc = wr_topology_exchange(topo, CUSTOMER_V1_EXCHANGE, "topic");
   if (rc == 0 && cf.log_max_age) {
-    wr_queue_args log_args = {.stream = true, .stream_max_age = cf.log_max_age,
-                              .stream_max_bytes = log_bytes};
+    wr_queue_args log_args = {
+        .stream = true, .stream_max_age = cf.log_max_age, .stream_max_bytes = log_bytes};
     rc = wr_topology_queue(topo, CUSTOMER_V1_EXCHANGE ".log", &log_args);
     if (rc == 0)
       rc = wr_topology_bind(topo, CUSTOMER_V1_EXCHANGE ".log", CUSTOMER_V1_EXCHANGE, "#");

@@ -40,8 +40,11 @@ long snapshot_run(app *a, const char *correlation_id, wr_err *err) {
     wr_uuid_v7(corr);
     correlation_id = corr;
   }
-  wr_outbox ob = {.conn = c, .source_service = a->service, .source_instance = a->instance,
-                  .correlation_id = correlation_id, .err = err};
+  wr_outbox ob = {.conn = c,
+                  .source_service = a->service,
+                  .source_instance = a->instance,
+                  .correlation_id = correlation_id,
+                  .err = err};
   char after[WR_UUID_STRLEN] = "";
   long total = 0;
   for (;;) {

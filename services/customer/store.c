@@ -42,9 +42,9 @@ int customer_status_parse(const char *s, customer_status *out) {
   return WR_EINVAL;
 }
 
-#define COLS                                                                            \
-  "id, name, email, status, version, "                                                  \
-  "(extract(epoch FROM created_at) * 1000000)::bigint, "                                \
+#define COLS                                                                                       \
+  "id, name, email, status, version, "                                                             \
+  "(extract(epoch FROM created_at) * 1000000)::bigint, "                                           \
   "(extract(epoch FROM updated_at) * 1000000)::bigint"
 
 static int row_to_customer(PGresult *r, int i, customer *cu) {
@@ -158,8 +158,8 @@ static int page_horizon(PGconn *c, char *out, size_t outsz, wr_err *err) {
   return 0;
 }
 
-int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_id,
-               unsigned limit, store_row_fn fn, void *user, bool *more, wr_err *err) {
+int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_id, unsigned limit,
+               store_row_fn fn, void *user, bool *more, wr_err *err) {
   char ts[32], lim[16], horizon[64];
   snprintf(lim, sizeof lim, "%u", limit + 1);
   int rc = page_horizon(c, horizon, sizeof horizon, err);
@@ -206,8 +206,9 @@ int store_by_ids(PGconn *c, const char *const *ids, size_t n, store_row_fn fn, v
   if (!arr)
     return wr_err_set(err, WR_ENOMEM, "out of memory");
   const char *p[1] = {arr};
-  PGresult *r = PQexecParams(c, "SELECT " COLS " FROM customers WHERE id = ANY($1::text[]) ORDER BY id",
-                             1, NULL, p, NULL, NULL, 0);
+  PGresult *r =
+      PQexecParams(c, "SELECT " COLS " FROM customers WHERE id = ANY($1::text[]) ORDER BY id", 1,
+                   NULL, p, NULL, NULL, 0);
   free(arr);
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
     return fail(r, err, "customers by ids");

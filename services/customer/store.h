@@ -9,8 +9,8 @@
 #include <warren/sync.h>
 #include <warren/util.h>
 
-#define CUSTOMER_NAME_MAX 200   /* characters */
-#define CUSTOMER_EMAIL_MAX 254  /* bytes */
+#define CUSTOMER_NAME_MAX  200 /* characters */
+#define CUSTOMER_EMAIL_MAX 254 /* bytes */
 
 typedef enum customer_status {
   CUSTOMER_ACTIVE = 1,
@@ -55,8 +55,8 @@ int store_update(PGconn *c, customer *cu, wr_err *err);
  * transaction that is still writing customers are held back until it ends, so a
  * walk never passes a row that commits late (see page_horizon in store.c). */
 typedef int (*store_row_fn)(const customer *cu, void *user);
-int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_id,
-               unsigned limit, store_row_fn fn, void *user, bool *more, wr_err *err);
+int store_page(PGconn *c, int64_t since_us, int64_t after_us, const char *after_id, unsigned limit,
+               store_row_fn fn, void *user, bool *more, wr_err *err);
 
 /* Rows whose ids are in `ids` (n <= 500), in the order of the database; missing ids
  * are simply absent. */

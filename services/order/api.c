@@ -138,8 +138,11 @@ static void post_order(wr_http_req *req, void *user) {
       Order__V1__OrderPlaced ev = ORDER__V1__ORDER_PLACED__INIT;
       ev.meta = &meta;
       ev.data = &o;
-      wr_outbox ob = {.conn = c, .source_service = a->service, .source_instance = a->instance,
-                      .correlation_id = wr_http_req_correlation_id(req), .err = &err};
+      wr_outbox ob = {.conn = c,
+                      .source_service = a->service,
+                      .source_instance = a->instance,
+                      .correlation_id = wr_http_req_correlation_id(req),
+                      .err = &err};
       rc = order_v1_order_placed_publish(&ob, &ev);
       snprintf(event_id, sizeof event_id, "%s", ob.last_event_id);
     }
@@ -194,9 +197,9 @@ static void get_order(wr_http_req *req, void *user) {
     wr_http_reply_error(req, 404, "not_found", "no such order");
     return;
   }
-  json_t *j = order_json(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
-                         strtoll(PQgetvalue(r, 0, 2), NULL, 10), PQgetvalue(r, 0, 3),
-                         PQgetvalue(r, 0, 4), strtoll(PQgetvalue(r, 0, 5), NULL, 10));
+  json_t *j =
+      order_json(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), strtoll(PQgetvalue(r, 0, 2), NULL, 10),
+                 PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4), strtoll(PQgetvalue(r, 0, 5), NULL, 10));
   PQclear(r);
   wr_http_reply_json(req, 200, j);
 }
@@ -221,11 +224,13 @@ static void post_reconcile(wr_http_req *req, void *user) {
   wr_http_reply_json(req, 200,
                      json_pack("{s:I,s:I,s:I,s:I}", "checked", (json_int_t)res.checked,
                                "buckets_differing", (json_int_t)res.buckets_differing,
-                               "discrepancies_found", (json_int_t)res.found,
-                               "discrepancies_fixed", (json_int_t)res.fixed));
+                               "discrepancies_found", (json_int_t)res.found, "discrepancies_fixed",
+                               (json_int_t)res.fixed));
 }
 
-static void healthz(wr_http_req *req, void *user) { wr_reply_healthz(req); }
+static void healthz(wr_http_req *req, void *user) {
+  wr_reply_healthz(req);
+}
 
 static void readyz(wr_http_req *req, void *user) {
   app *a = user;

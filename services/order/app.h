@@ -10,17 +10,17 @@ typedef struct app {
   wr_metrics *metrics;
   wr_consumer *consumer;
   wr_relay *relay;
-  const char *service;          /* "order" */
+  const char *service; /* "order" */
   char instance[96];
-  const char *customer_url;     /* base URL of the customer service */
-  unsigned buckets;             /* reconciliation buckets */
-  unsigned page_size;           /* catch-up page size */
+  const char *customer_url; /* base URL of the customer service */
+  unsigned buckets;         /* reconciliation buckets */
+  unsigned page_size;       /* catch-up page size */
   volatile int stopping;
-  volatile int caught_up;       /* catch-up finished: ready */
-  pthread_mutex_t reconcile_mu; /* one reconciliation at a time */
+  volatile int caught_up;                /* catch-up finished: ready */
+  pthread_mutex_t reconcile_mu;          /* one reconciliation at a time */
   const wr_consumer_opts *consumer_opts; /* the live consumer's (a replay reuses them) */
-  const char *replay_stream;    /* default stream of POST /admin/replay */
-  struct replay_job *replay;    /* replay.c */
+  const char *replay_stream;             /* default stream of POST /admin/replay */
+  struct replay_job *replay;             /* replay.c */
   wr_counter *reconcile_found, *reconcile_fixed, *catchup_items;
 } app;
 
@@ -33,9 +33,9 @@ long catchup_run(app *a, wr_err *err);
 
 /* Reconciliation (reconcile.c). */
 typedef struct reconcile_result {
-  uint64_t checked;        /* customers covered by the compared checksums */
+  uint64_t checked; /* customers covered by the compared checksums */
   uint64_t buckets_differing;
-  uint64_t found;          /* rows whose version differs or that are missing/extra */
+  uint64_t found; /* rows whose version differs or that are missing/extra */
   uint64_t fixed;
 } reconcile_result;
 int reconcile_run(app *a, const char *correlation_id, reconcile_result *out, wr_err *err);

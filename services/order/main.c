@@ -68,7 +68,9 @@ static int retry_until_done(const char *what, int (*fn)(app *, wr_err *), app *a
   }
 }
 
-static int declare_step(app *a, wr_err *err) { return wr_consumer_declare(a->consumer, err); }
+static int declare_step(app *a, wr_err *err) {
+  return wr_consumer_declare(a->consumer, err);
+}
 
 /* --replay-from: the view from the retained log instead of the bulk API. Waits for the
  * replay while watching for signals. Returns 0 (finished), the signal, or -1 (failed:
@@ -109,8 +111,8 @@ int main(int argc, char **argv) {
        "base URL of the customer service (catch-up, reconciliation)", &cf.customer_url, false,
        false},
       {"reconcile-interval", "WARREN_RECONCILE_INTERVAL", "300",
-       "seconds between reconciliations (0: only on POST /admin/reconcile)",
-       &cf.reconcile_interval, false, false},
+       "seconds between reconciliations (0: only on POST /admin/reconcile)", &cf.reconcile_interval,
+       false, false},
       {"buckets", "WARREN_RECONCILE_BUCKETS", "64", "reconciliation checksum buckets", &cf.buckets,
        false, false},
       {"catchup-page-size", "WARREN_CATCHUP_PAGE_SIZE", "1000", "customers per catch-up page",
@@ -129,8 +131,8 @@ int main(int argc, char **argv) {
       {"event-log-max-age", "WARREN_EVENT_LOG_MAX_AGE", "7D",
        "retention of the order.events.log stream", &cf.log_max_age, false, false},
       {"partitions", "WARREN_PARTITIONS", "0",
-       "consume as a partitioned group of N queues (0: one queue; docs/SCALING.md)",
-       &cf.partitions, false, false},
+       "consume as a partitioned group of N queues (0: one queue; docs/SCALING.md)", &cf.partitions,
+       false, false},
       {"rebalance-interval", "WARREN_REBALANCE_INTERVAL_MS", "5000",
        "partitioned: ms between checks that this instance holds no more than its share "
        "(0: never hand partitions over)",
@@ -224,8 +226,8 @@ int main(int argc, char **argv) {
 
   /* Publisher side: order.events plus a retained log, so OrderPlaced is always
    * routable and can be replayed by future consumers. */
-  wr_queue_args log_args = {.stream = true, .stream_max_age = cf.log_max_age,
-                            .stream_max_bytes = 1LL << 30};
+  wr_queue_args log_args = {
+      .stream = true, .stream_max_age = cf.log_max_age, .stream_max_bytes = 1LL << 30};
   rc = wr_topology_new(&topo);
   if (rc == 0)
     rc = wr_topology_exchange(topo, ORDER_V1_EXCHANGE, "topic");
@@ -307,8 +309,8 @@ int main(int argc, char **argv) {
       sig = -1;
     }
     a.caught_up = 1;
-    rec_started = !sig && reconcile_interval_s > 0 &&
-                  pthread_create(&rec, NULL, reconcile_loop, &a) == 0;
+    rec_started =
+        !sig && reconcile_interval_s > 0 && pthread_create(&rec, NULL, reconcile_loop, &a) == 0;
   }
   if (!sig)
     sig = wr_signals_wait(0);

@@ -390,7 +390,8 @@ static void reconcile_blind_spot_repaired_by_snapshot(void **state) {
   E2E_EXPECT(r, 200, NULL);
   e2e_resp_free(&r);
   for (int64_t end = wt_now_ms() + 30000;
-       e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view WHERE name = 'tampered'") != 0;) {
+       e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view WHERE name = 'tampered'") !=
+       0;) {
     if (wt_now_ms() > end)
       fail_msg("the snapshot did not repair the tampered row");
     usleep(20000);

@@ -62,7 +62,10 @@ static void url_with_creds(char *out, size_t outsz, const char *creds) {
 }
 
 static void declare_temp_queue(wr_conn *c, const char *q) {
-  wr_queue_decl d = {.name = q, .durable = false, .exclusive = false, .auto_delete = false,
+  wr_queue_decl d = {.name = q,
+                     .durable = false,
+                     .exclusive = false,
+                     .auto_delete = false,
                      .arguments = amqp_empty_table};
   wr_err err;
   int rc = wr_conn_declare_queue(c, &d, false, NULL, NULL, &err);
@@ -89,11 +92,21 @@ static void on_confirm(wr_conn *c, uint64_t seq, int status, void *user) {
   }
   k->last_seq = seq;
   switch (status) {
-  case 0: k->acked++; break;
-  case WR_ENACK: k->nacked++; break;
-  case WR_ERETURNED: k->returned++; break;
-  case WR_ECLOSED: k->closed++; break;
-  default: k->other++; break;
+  case 0:
+    k->acked++;
+    break;
+  case WR_ENACK:
+    k->nacked++;
+    break;
+  case WR_ERETURNED:
+    k->returned++;
+    break;
+  case WR_ECLOSED:
+    k->closed++;
+    break;
+  default:
+    k->other++;
+    break;
   }
 }
 
@@ -107,8 +120,12 @@ static int publish_str(wr_conn *c, const char *exchange, const char *rk, const c
     props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     props.message_id = amqp_cstring_bytes(msgid);
   }
-  wr_publish p = {.exchange = exchange, .routing_key = rk, .body = body, .len = strlen(body),
-                  .props = &props, .mandatory = mandatory};
+  wr_publish p = {.exchange = exchange,
+                  .routing_key = rk,
+                  .body = body,
+                  .len = strlen(body),
+                  .props = &props,
+                  .mandatory = mandatory};
   return wr_conn_publish(c, &p, seq, err);
 }
 
@@ -137,9 +154,9 @@ static void connect_ok(void **state) {
 
 static void bad_urls(void **state) {
   (void)state;
-  const char *bad[] = {"http://h:1/", "amqp://h:notaport/", "", " , ", "amqp://u:secretpw@h:99999/",
-                       "amqp://h:5672,,amqp://h:5673", "amqp://",
-                       "amqp://u:secretpw,xx@h:5672"};
+  const char *bad[] = {"http://h:1/", "amqp://h:notaport/",         "",
+                       " , ",         "amqp://u:secretpw@h:99999/", "amqp://h:5672,,amqp://h:5673",
+                       "amqp://",     "amqp://u:secretpw,xx@h:5672"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     wr_conn_opts o = WR_CONN_OPTS_INIT;
     o.urls = bad[i];
@@ -614,8 +631,8 @@ static void deliveries_interleaved_with_confirms(void **state) {
   for (int i = 0; i < 200; i++) {
     char body[32];
     snprintf(body, sizeof body, "in-%d", i);
-    assert_int_equal(amqp_basic_publish(raw, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
-                                        NULL, amqp_cstring_bytes(body)),
+    assert_int_equal(amqp_basic_publish(raw, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
+                                        amqp_cstring_bytes(body)),
                      0);
   }
   assert_true(wt_amqp_queue_depth(raw, q) >= 0);
@@ -780,8 +797,8 @@ static void consumer_cancelled_when_queue_deleted(void **state) {
   assert_int_equal(rc, WR_ESTOPPED);
   assert_non_null(strstr(err.msg, q));
   /* the other consumer keeps working */
-  assert_int_equal(amqp_basic_publish(raw, 1, amqp_empty_bytes, amqp_cstring_bytes(q2), 0, 0,
-                                      NULL, amqp_cstring_bytes("still here")),
+  assert_int_equal(amqp_basic_publish(raw, 1, amqp_empty_bytes, amqp_cstring_bytes(q2), 0, 0, NULL,
+                                      amqp_cstring_bytes("still here")),
                    0);
   assert_int_equal(wr_conn_next_delivery(c, 10000, &env, &err), 0);
   assert_int_equal(env.message.body.len, 10);
@@ -790,8 +807,8 @@ static void consumer_cancelled_when_queue_deleted(void **state) {
   /* consuming a queue that does not exist */
   assert_int_equal(wr_conn_consume(c, q, 10, false, amqp_empty_table, &err), WR_ENOTFOUND);
   assert_true(wr_conn_is_open(c));
-  assert_int_equal(amqp_basic_publish(raw, 1, amqp_empty_bytes, amqp_cstring_bytes(q2), 0, 0,
-                                      NULL, amqp_cstring_bytes("and here")),
+  assert_int_equal(amqp_basic_publish(raw, 1, amqp_empty_bytes, amqp_cstring_bytes(q2), 0, 0, NULL,
+                                      amqp_cstring_bytes("and here")),
                    0);
   assert_int_equal(wr_conn_next_delivery(c, 10000, &env, &err), 0);
   assert_int_equal(wr_conn_ack(c, env.delivery_tag, false, &err), 0);

@@ -40,7 +40,11 @@ static int publish(wr_conn *c, const char *q, uint64_t *seq, wr_err *err) {
   memset(&p, 0, sizeof p);
   p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
   p.delivery_mode = 2;
-  wr_publish pub = {.exchange = "", .routing_key = q, .body = "payload", .len = 7, .props = &p,
+  wr_publish pub = {.exchange = "",
+                    .routing_key = q,
+                    .body = "payload",
+                    .len = 7,
+                    .props = &p,
                     .mandatory = true};
   return wr_conn_publish(c, &pub, seq, err);
 }

@@ -39,7 +39,11 @@ static int publish_id(wr_conn *c, const char *q, int i, uint64_t *seq, wr_err *e
   p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
   p.delivery_mode = 2;
   p.message_id = amqp_cstring_bytes(id);
-  wr_publish pub = {.exchange = "", .routing_key = q, .body = id, .len = strlen(id), .props = &p,
+  wr_publish pub = {.exchange = "",
+                    .routing_key = q,
+                    .body = id,
+                    .len = strlen(id),
+                    .props = &p,
                     .mandatory = true};
   return wr_conn_publish(c, &pub, seq, err);
 }

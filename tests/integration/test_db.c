@@ -3,9 +3,9 @@
  * connecting (session settings, errors without credentials), migrations (idempotent,
  * atomic per migration, safe with concurrent starters), the runtime tables and their
  * NOTIFY trigger (and its session switch warren.outbox_notify: SET, connection string
- * options, pools with outbox_notify = false, also after a reset), statement helpers, broken-connection detection and the pool
- * (timeouts, hand-over between threads, rollback on release, reset of broken
- * connections). */
+ * options, pools with outbox_notify = false, also after a reset), statement helpers,
+ * broken-connection detection and the pool (timeouts, hand-over between threads, rollback on
+ * release, reset of broken connections). */
 #include "harness.h"
 
 #include <poll.h>

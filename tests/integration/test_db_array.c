@@ -9,15 +9,25 @@
 
 static void hostile_elements_round_trip(void **state) {
   (void)state;
-  const char *items[] = {"plain", "", "a,b", "{braces}", "quo\"te", "back\\slash", "NULL",
-                         " spaced ", "ünï", "\\\"", "x'y; DROP TABLE t; --"};
+  const char *items[] = {"plain",
+                         "",
+                         "a,b",
+                         "{braces}",
+                         "quo\"te",
+                         "back\\slash",
+                         "NULL",
+                         " spaced ",
+                         "ünï",
+                         "\\\"",
+                         "x'y; DROP TABLE t; --"};
   size_t n = sizeof items / sizeof items[0];
   char *lit = wr_db_text_array(items, n);
   assert_non_null(lit);
   PGconn *c = wt_pg_connect(wt_require("WARREN_PG_URL"));
   const char *p[1] = {lit};
-  PGresult *r = PQexecParams(c, "SELECT x, x IS NULL FROM unnest($1::text[]) WITH ORDINALITY AS u(x, i) ORDER BY i",
-                             1, NULL, p, NULL, NULL, 0);
+  PGresult *r = PQexecParams(
+      c, "SELECT x, x IS NULL FROM unnest($1::text[]) WITH ORDINALITY AS u(x, i) ORDER BY i", 1,
+      NULL, p, NULL, NULL, 0);
   assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
   assert_int_equal(PQntuples(r), n);
   for (int i = 0; i < (int)n; i++) {

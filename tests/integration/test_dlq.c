@@ -97,8 +97,12 @@ static void dead_letter(fixture *f, const char *id, const char *type, const char
   p.type = amqp_cstring_bytes(type);
   p.correlation_id = amqp_cstring_bytes("corr-1");
   p.headers = (amqp_table_t){n, h};
-  wr_publish pub = {.exchange = f->dlx, .routing_key = f->q, .body = body, .len = strlen(body),
-                    .props = &p, .mandatory = true};
+  wr_publish pub = {.exchange = f->dlx,
+                    .routing_key = f->q,
+                    .body = body,
+                    .len = strlen(body),
+                    .props = &p,
+                    .mandatory = true};
   uint64_t seq;
   wr_err err;
   if (wr_conn_publish(f->c, &pub, &seq, &err) != 0 ||
@@ -283,8 +287,12 @@ static void replay_from_broker_dead_lettering(void **state) {
   p.delivery_mode = 2;
   p.message_id = amqp_cstring_bytes("x-1");
   p.type = amqp_cstring_bytes("test.v1.Created");
-  wr_publish pub = {.exchange = f->ex, .routing_key = "test.v1.Created", .body = "xd", .len = 2,
-                    .props = &p, .mandatory = true};
+  wr_publish pub = {.exchange = f->ex,
+                    .routing_key = "test.v1.Created",
+                    .body = "xd",
+                    .len = 2,
+                    .props = &p,
+                    .mandatory = true};
   uint64_t seq;
   wr_err err;
   assert_int_equal(wr_conn_publish(f->c, &pub, &seq, &err), 0);
@@ -388,8 +396,8 @@ static void publish_raw_headers(fixture *f, const char *id, amqp_table_t headers
   p._flags = AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
   p.message_id = amqp_cstring_bytes(id);
   p.headers = headers;
-  wr_publish pub = {.exchange = "", .routing_key = f->dlq, .body = "h", .len = 1, .props = &p,
-                    .mandatory = true};
+  wr_publish pub = {
+      .exchange = "", .routing_key = f->dlq, .body = "h", .len = 1, .props = &p, .mandatory = true};
   uint64_t seq;
   wr_err err;
   if (wr_conn_publish(f->c, &pub, &seq, &err) != 0 ||

@@ -7,10 +7,9 @@
  * exchange stay with attempts and last_error, and go out later); the relay thread
  * survives such rows; two relays on one outbox publish every row once; NOTIFY and
  * wr_relay_wake wake a relay whose polling interval is 10 s (a session with
- * warren.outbox_notify = off sends no NOTIFY; its rows are found by wake or poll); an idle relay keeps its
- * AMQP connection alive (heartbeats); stop() drains; metrics;
- * the topology is declared on connect; bad options and states. Broker and database
- * restarts are in test_relay_chaos.c. */
+ * warren.outbox_notify = off sends no NOTIFY; its rows are found by wake or poll); an idle relay
+ * keeps its AMQP connection alive (heartbeats); stop() drains; metrics; the topology is declared on
+ * connect; bad options and states. Broker and database restarts are in test_relay_chaos.c. */
 #include "test_relay_fixture.h"
 
 #include <pthread.h>

@@ -47,8 +47,12 @@ static void publish_confirmed(wr_conn *c, const char *exchange, const char *rk, 
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
   props.delivery_mode = 2;
   props.message_id = amqp_cstring_bytes(msgid);
-  wr_publish p = {.exchange = exchange, .routing_key = rk, .body = body, .len = strlen(body),
-                  .props = &props, .mandatory = true};
+  wr_publish p = {.exchange = exchange,
+                  .routing_key = rk,
+                  .body = body,
+                  .len = strlen(body),
+                  .props = &props,
+                  .mandatory = true};
   uint64_t seq;
   wr_err err;
   if (wr_conn_publish(c, &p, &seq, &err) != 0)
@@ -102,8 +106,11 @@ static void declare_twice_and_conflict(void **state) {
   assert_int_equal(wr_topology_new(&t), 0);
   assert_int_equal(wr_topology_exchange(t, ex, "topic"), 0);
   unsigned delays[] = {1000, 5000};
-  wr_consumer_queue cq = {.queue = q, .type = WR_QUEUE_QUORUM, .retry_delays_ms = delays,
-                          .n_retry_delays = 2, .delivery_limit = 20};
+  wr_consumer_queue cq = {.queue = q,
+                          .type = WR_QUEUE_QUORUM,
+                          .retry_delays_ms = delays,
+                          .n_retry_delays = 2,
+                          .delivery_limit = 20};
   assert_int_equal(wr_topology_consumer_queue(t, &cq), 0);
   assert_int_equal(wr_topology_bind(t, q, ex, "a.b.c"), 0);
   wr_conn *c = open_conn();
@@ -164,8 +171,11 @@ static void layout_really_dead_letters(wr_queue_type type) {
   wr_topology *t = NULL;
   assert_int_equal(wr_topology_new(&t), 0);
   unsigned delays[] = {400};
-  wr_consumer_queue cq = {.queue = q, .type = type, .retry_delays_ms = delays,
-                          .n_retry_delays = 1, .delivery_limit = 2};
+  wr_consumer_queue cq = {.queue = q,
+                          .type = type,
+                          .retry_delays_ms = delays,
+                          .n_retry_delays = 1,
+                          .delivery_limit = 2};
   assert_int_equal(wr_topology_consumer_queue(t, &cq), 0);
   wr_conn *c = open_conn();
   wr_err err;

@@ -180,8 +180,8 @@ amqp_connection_state_t wt_amqp_connect(void) {
   struct timeval tv = {5, 0};
   if (amqp_socket_open_noblock(s, ci.host, ci.port, &tv) != AMQP_STATUS_OK)
     fail_msg("cannot connect to RabbitMQ at %s:%d", ci.host, ci.port);
-  amqp_rpc_reply_t r = amqp_login(c, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user,
-                                  ci.password);
+  amqp_rpc_reply_t r =
+      amqp_login(c, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
   if (r.reply_type != AMQP_RESPONSE_NORMAL)
     fail_msg("RabbitMQ login failed");
   amqp_channel_open(c, 1);
@@ -214,8 +214,8 @@ static amqp_channel_t scratch_open(amqp_connection_state_t c) {
 
 long wt_amqp_queue_depth(amqp_connection_state_t c, const char *queue) {
   amqp_channel_t ch = scratch_open(c);
-  amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, ch, amqp_cstring_bytes(queue), 1, 0, 0, 0,
-                                                   amqp_empty_table);
+  amqp_queue_declare_ok_t *ok =
+      amqp_queue_declare(c, ch, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
   amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
   if (r.reply_type != AMQP_RESPONSE_NORMAL || !ok)
     return -1; /* channel closed by the broker (404) */
@@ -242,8 +242,8 @@ int wt_stack(const char *args) {
   const char *src = getenv("WARREN_SOURCE_DIR");
   const char *dir = getenv("WARREN_STACK_DIR");
   char cmd[2048];
-  snprintf(cmd, sizeof cmd, "%s/scripts/stack %s --dir %s >&2", src ? src : WARREN_SOURCE_DIR,
-           args, dir ? dir : WARREN_BINARY_DIR "/stack");
+  snprintf(cmd, sizeof cmd, "%s/scripts/stack %s --dir %s >&2", src ? src : WARREN_SOURCE_DIR, args,
+           dir ? dir : WARREN_BINARY_DIR "/stack");
   int st = system(cmd);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -287,8 +287,12 @@ static void mgmt(const char *method, const char *path, const char *body) {
   wr_base64_encode("guest:guest", 11, false, b64, sizeof b64);
   snprintf(auth, sizeof auth, "Authorization: Basic %s", b64);
   const char *hdrs[] = {auth, "Content-Type: application/json", NULL};
-  wr_http_request rq = {.method = method, .url = url, .headers = hdrs, .body = body,
-                        .body_len = body ? strlen(body) : 0, .timeout_ms = 30000};
+  wr_http_request rq = {.method = method,
+                        .url = url,
+                        .headers = hdrs,
+                        .body = body,
+                        .body_len = body ? strlen(body) : 0,
+                        .timeout_ms = 30000};
   wr_http_response res;
   wr_err err;
   int rc = wr_http_do(&rq, &res, &err);

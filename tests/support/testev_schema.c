@@ -24,6 +24,6 @@ static const wr_json_names testev_json[] = {
 };
 
 const wr_schema testev_schema = {
-    WR_CODEGEN_ABI, "testev/v1/testev.proto", "testev.v1", TESTEV_EXCHANGE, 3, testev_events,
-    4, testev_json,
+    WR_CODEGEN_ABI, "testev/v1/testev.proto", "testev.v1", TESTEV_EXCHANGE, 3, testev_events, 4,
+    testev_json,
 };

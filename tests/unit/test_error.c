@@ -7,10 +7,10 @@
 static void every_code_has_text(void **state) {
   (void)state;
   int n = 0;
-#define CHECK(name, value, text)                                                       \
-  assert_string_equal(wr_strerror(WR_##name), text);                                   \
-  assert_string_equal(wr_errname(WR_##name), "WR_" #name);                             \
-  assert_true((value) < 0);                                                            \
+#define CHECK(name, value, text)                                                                   \
+  assert_string_equal(wr_strerror(WR_##name), text);                                               \
+  assert_string_equal(wr_errname(WR_##name), "WR_" #name);                                         \
+  assert_true((value) < 0);                                                                        \
   n++;
   WR_ERRNO_MAP(CHECK)
 #undef CHECK

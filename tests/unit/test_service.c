@@ -137,14 +137,14 @@ static void utf8_chars(void **state) {
   assert_int_equal(wr_utf8_chars("ünï", strlen("ünï")), 3);
   assert_int_equal(wr_utf8_chars("\xf0\x9f\x98\x80", 4), 1); /* emoji */
   assert_int_equal(wr_utf8_chars("", 0), 0);
-  assert_int_equal(wr_utf8_chars("a\x01", 2), -1);          /* control */
+  assert_int_equal(wr_utf8_chars("a\x01", 2), -1); /* control */
   assert_int_equal(wr_utf8_chars("a\x7f", 2), -1);
-  assert_int_equal(wr_utf8_chars("\xc3", 1), -1);           /* truncated */
-  assert_int_equal(wr_utf8_chars("\xc0\xaf", 2), -1);       /* overlong */
-  assert_int_equal(wr_utf8_chars("\xed\xa0\x80", 3), -1);   /* surrogate */
+  assert_int_equal(wr_utf8_chars("\xc3", 1), -1);             /* truncated */
+  assert_int_equal(wr_utf8_chars("\xc0\xaf", 2), -1);         /* overlong */
+  assert_int_equal(wr_utf8_chars("\xed\xa0\x80", 3), -1);     /* surrogate */
   assert_int_equal(wr_utf8_chars("\xf4\x90\x80\x80", 4), -1); /* > U+10FFFF */
   assert_int_equal(wr_utf8_chars("\xff", 1), -1);
-  assert_int_equal(wr_utf8_chars("a\0b", 3), -1);            /* NUL */
+  assert_int_equal(wr_utf8_chars("a\0b", 3), -1); /* NUL */
 }
 
 int main(void) {

@@ -23,12 +23,15 @@ static void consumer_layout_render(void **state) {
   wr_topology *t = topo();
   assert_int_equal(wr_topology_exchange(t, "customer.events", "topic"), 0);
   unsigned delays[] = {1000, 5000};
-  wr_consumer_queue q = {.queue = "order.customer-sync", .type = WR_QUEUE_QUORUM,
-                         .retry_delays_ms = delays, .n_retry_delays = 2, .delivery_limit = 20};
+  wr_consumer_queue q = {.queue = "order.customer-sync",
+                         .type = WR_QUEUE_QUORUM,
+                         .retry_delays_ms = delays,
+                         .n_retry_delays = 2,
+                         .delivery_limit = 20};
   assert_int_equal(wr_topology_consumer_queue(t, &q), 0);
-  assert_int_equal(wr_topology_bind(t, "order.customer-sync", "customer.events",
-                                    "customer.v1.CustomerCreated"),
-                   0);
+  assert_int_equal(
+      wr_topology_bind(t, "order.customer-sync", "customer.events", "customer.v1.CustomerCreated"),
+      0);
   char *s = wr_topology_render(t);
   assert_non_null(s);
   const char *want =
@@ -54,9 +57,9 @@ static void consumer_layout_render(void **state) {
   /* idempotent: adding the same layout again changes nothing */
   assert_int_equal(wr_topology_consumer_queue(t, &q), 0);
   assert_int_equal(wr_topology_exchange(t, "customer.events", "topic"), 0);
-  assert_int_equal(wr_topology_bind(t, "order.customer-sync", "customer.events",
-                                    "customer.v1.CustomerCreated"),
-                   0);
+  assert_int_equal(
+      wr_topology_bind(t, "order.customer-sync", "customer.events", "customer.v1.CustomerCreated"),
+      0);
   s2 = wr_topology_render(t);
   assert_string_equal(s, s2);
   free(s2);
@@ -68,18 +71,20 @@ static void classic_layout(void **state) {
   (void)state;
   wr_topology *t = topo();
   unsigned delays[] = {250};
-  wr_consumer_queue q = {.queue = "svc.q", .type = WR_QUEUE_CLASSIC, .retry_delays_ms = delays,
-                         .n_retry_delays = 1, .delivery_limit = 20 /* quorum only: left out */};
+  wr_consumer_queue q = {.queue = "svc.q",
+                         .type = WR_QUEUE_CLASSIC,
+                         .retry_delays_ms = delays,
+                         .n_retry_delays = 1,
+                         .delivery_limit = 20 /* quorum only: left out */};
   assert_int_equal(wr_topology_consumer_queue(t, &q), 0);
   char *s = wr_topology_render(t);
-  assert_string_equal(s,
-                      "exchange svc.q.dlx direct durable\n"
-                      "queue svc.q.dlq classic durable\n"
-                      "bind svc.q.dlq <- svc.q.dlx [svc.q]\n"
-                      "queue svc.q classic durable x-dead-letter-exchange=svc.q.dlx "
-                      "x-dead-letter-routing-key=svc.q\n"
-                      "queue svc.q.retry.1 classic durable x-dead-letter-exchange=\"\" "
-                      "x-dead-letter-routing-key=svc.q x-message-ttl=250\n");
+  assert_string_equal(s, "exchange svc.q.dlx direct durable\n"
+                         "queue svc.q.dlq classic durable\n"
+                         "bind svc.q.dlq <- svc.q.dlx [svc.q]\n"
+                         "queue svc.q classic durable x-dead-letter-exchange=svc.q.dlx "
+                         "x-dead-letter-routing-key=svc.q\n"
+                         "queue svc.q.retry.1 classic durable x-dead-letter-exchange=\"\" "
+                         "x-dead-letter-routing-key=svc.q x-message-ttl=250\n");
   free(s);
   /* no retry tiers */
   wr_consumer_queue q2 = {.queue = "svc.r", .type = WR_QUEUE_QUORUM};
@@ -129,8 +134,8 @@ static void conflicts(void **state) {
   free(after);
   /* the same layout with other retry delays conflicts */
   unsigned d1[] = {1000}, d2[] = {2000};
-  wr_consumer_queue r1 = {.queue = "r", .type = WR_QUEUE_QUORUM, .retry_delays_ms = d1,
-                          .n_retry_delays = 1};
+  wr_consumer_queue r1 = {
+      .queue = "r", .type = WR_QUEUE_QUORUM, .retry_delays_ms = d1, .n_retry_delays = 1};
   wr_consumer_queue r2 = r1;
   r2.retry_delays_ms = d2;
   assert_int_equal(wr_topology_consumer_queue(t, &r1), 0);
@@ -252,9 +257,12 @@ static void derived_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(consumer_layout_render), cmocka_unit_test(classic_layout),
-      cmocka_unit_test(conflicts),              cmocka_unit_test(validation),
-      cmocka_unit_test(quoting_and_empty),      cmocka_unit_test(derived_names),
+      cmocka_unit_test(consumer_layout_render),
+      cmocka_unit_test(classic_layout),
+      cmocka_unit_test(conflicts),
+      cmocka_unit_test(validation),
+      cmocka_unit_test(quoting_and_empty),
+      cmocka_unit_test(derived_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

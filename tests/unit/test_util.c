@@ -12,10 +12,10 @@ static void uuid_v7_shape_and_order(void **state) {
     char u[WR_UUID_STRLEN];
     assert_int_equal(wr_uuid_v7(u), 0);
     assert_true(wr_uuid_valid(u));
-    assert_int_equal(u[14], '7');                       /* version */
-    assert_non_null(strchr("89ab", u[19]));             /* variant */
+    assert_int_equal(u[14], '7');           /* version */
+    assert_non_null(strchr("89ab", u[19])); /* variant */
     if (prev[0])
-      assert_true(strcmp(prev, u) < 0);                 /* monotonic within the process */
+      assert_true(strcmp(prev, u) < 0); /* monotonic within the process */
     memcpy(prev, u, sizeof u);
   }
   assert_false(wr_uuid_valid("not-a-uuid"));
@@ -44,10 +44,18 @@ static void rfc3339_round_trip(void **state) {
   assert_int_equal(ns, 999999999);
   assert_int_equal(wr_rfc3339_parse("2024-02-29T00:00:00Z", &s, &ns), 0);
   /* hostile */
-  const char *bad[] = {"", "2026-11-28", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
-                       "2023-02-29T00:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28T19:04:07",
-                       "2026-11-28T19:04:07.Z", "2026-11-28T19:04:07.1234567890Z",
-                       "2026-11-28T19:04:07Zjunk", "x026-11-28T19:04:07Z", "0000-01-01T00:00:00Z",
+  const char *bad[] = {"",
+                       "2026-11-28",
+                       "2026-13-01T00:00:00Z",
+                       "2026-02-30T00:00:00Z",
+                       "2023-02-29T00:00:00Z",
+                       "2026-11-28T24:00:00Z",
+                       "2026-11-28T19:04:07",
+                       "2026-11-28T19:04:07.Z",
+                       "2026-11-28T19:04:07.1234567890Z",
+                       "2026-11-28T19:04:07Zjunk",
+                       "x026-11-28T19:04:07Z",
+                       "0000-01-01T00:00:00Z",
                        "2026-11-28T19:04:07+25:00"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_int_equal(wr_rfc3339_parse(bad[i], &s, &ns), WR_EINVAL);
@@ -120,7 +128,8 @@ static void base64(void **state) {
   assert_int_equal(wr_base64_decode("Zm9v!", 5, true, back, sizeof back), WR_EINVAL);
   assert_int_equal(wr_base64_decode("Zm9", 3, false, back, sizeof back), WR_EINVAL);
   assert_int_equal(wr_base64_decode("Z", 1, true, back, sizeof back), WR_EINVAL);
-  assert_int_equal(wr_base64_decode("Zh", 2, true, back, sizeof back), WR_EINVAL); /* non-canonical */
+  assert_int_equal(wr_base64_decode("Zh", 2, true, back, sizeof back),
+                   WR_EINVAL); /* non-canonical */
   assert_int_equal(wr_base64_decode("-__-", 4, false, back, sizeof back), WR_EINVAL);
   assert_int_equal(wr_base64_decode("Zm\0v", 4, true, back, sizeof back), WR_EINVAL);
   assert_int_equal(wr_base64_decode("Zm9vYmFy", 8, true, back, 5), WR_ETOOBIG);
@@ -129,8 +138,12 @@ static void base64(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(uuid_v7_shape_and_order), cmocka_unit_test(rfc3339_round_trip),
-      cmocka_unit_test(redaction), cmocka_unit_test(consttime), cmocka_unit_test(backoff_bounds), cmocka_unit_test(base64),
+      cmocka_unit_test(uuid_v7_shape_and_order),
+      cmocka_unit_test(rfc3339_round_trip),
+      cmocka_unit_test(redaction),
+      cmocka_unit_test(consttime),
+      cmocka_unit_test(backoff_bounds),
+      cmocka_unit_test(base64),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

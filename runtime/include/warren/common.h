@@ -10,9 +10,9 @@
 #include <stdbool.h>
 
 #if defined(__GNUC__)
-#define WR_EXPORT __attribute__((visibility("default")))
+#define WR_EXPORT            __attribute__((visibility("default")))
 #define WR_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
-#define WR_NODISCARD __attribute__((warn_unused_result))
+#define WR_NODISCARD         __attribute__((warn_unused_result))
 #else
 #define WR_EXPORT
 #define WR_PRINTF(fmt, args)
@@ -21,15 +21,15 @@
 
 #ifdef __cplusplus
 #define WR_BEGIN_DECLS extern "C" {
-#define WR_END_DECLS }
+#define WR_END_DECLS   }
 #else
 #define WR_BEGIN_DECLS
 #define WR_END_DECLS
 #endif
 
-#define WR_VERSION_MAJOR 0
-#define WR_VERSION_MINOR 1
-#define WR_VERSION_PATCH 0
+#define WR_VERSION_MAJOR  0
+#define WR_VERSION_MINOR  1
+#define WR_VERSION_PATCH  0
 #define WR_VERSION_STRING "0.1.0"
 
 /* Bumped whenever the contract between generated code and the runtime changes

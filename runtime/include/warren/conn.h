@@ -38,26 +38,26 @@
 WR_BEGIN_DECLS
 
 typedef struct wr_conn_opts {
-  const char *urls;             /* "amqp://u:p@h:5672/vhost,amqps://..." (required);
-                                   no path, "/" or "/%2f" = the default vhost "/" */
-  const char *cacert;           /* PEM CA file for amqps:// (required for amqps) */
-  const char *client_cert;      /* optional client certificate (PEM) */
-  const char *client_key;       /* optional client key (PEM) */
-  bool verify_hostname;         /* check the server name against the certificate */
-  unsigned heartbeat_s;         /* 0 disables heartbeats (dead peers go unnoticed) */
-  unsigned connect_timeout_ms;  /* TCP + TLS + login */
-  unsigned rpc_timeout_ms;      /* any synchronous broker call; guards blocked sockets */
-  unsigned backoff_base_ms;     /* reconnect backoff: base ... */
-  unsigned backoff_max_ms;      /* ... capped, with jitter */
-  const char *connection_name;  /* shown in the management UI (may be NULL) */
+  const char *urls;            /* "amqp://u:p@h:5672/vhost,amqps://..." (required);
+                                  no path, "/" or "/%2f" = the default vhost "/" */
+  const char *cacert;          /* PEM CA file for amqps:// (required for amqps) */
+  const char *client_cert;     /* optional client certificate (PEM) */
+  const char *client_key;      /* optional client key (PEM) */
+  bool verify_hostname;        /* check the server name against the certificate */
+  unsigned heartbeat_s;        /* 0 disables heartbeats (dead peers go unnoticed) */
+  unsigned connect_timeout_ms; /* TCP + TLS + login */
+  unsigned rpc_timeout_ms;     /* any synchronous broker call; guards blocked sockets */
+  unsigned backoff_base_ms;    /* reconnect backoff: base ... */
+  unsigned backoff_max_ms;     /* ... capped, with jitter */
+  const char *connection_name; /* shown in the management UI (may be NULL) */
 } wr_conn_opts;
 
-#define WR_CONN_OPTS_INIT                                                              \
-  {                                                                                    \
-    .urls = NULL, .cacert = NULL, .client_cert = NULL, .client_key = NULL,             \
-    .verify_hostname = true, .heartbeat_s = 30, .connect_timeout_ms = 5000,            \
-    .rpc_timeout_ms = 15000, .backoff_base_ms = 200, .backoff_max_ms = 10000,          \
-    .connection_name = NULL                                                            \
+#define WR_CONN_OPTS_INIT                                                                          \
+  {                                                                                                \
+    .urls = NULL, .cacert = NULL, .client_cert = NULL, .client_key = NULL,                         \
+    .verify_hostname = true, .heartbeat_s = 30, .connect_timeout_ms = 5000,                        \
+    .rpc_timeout_ms = 15000, .backoff_base_ms = 200, .backoff_max_ms = 10000,                      \
+    .connection_name = NULL                                                                        \
   }
 
 typedef struct wr_conn wr_conn;
@@ -131,9 +131,9 @@ WR_EXPORT int wr_conn_check_reply(wr_conn *c, amqp_rpc_reply_t r, const char *wh
 
 typedef struct wr_exchange_decl {
   const char *name;
-  const char *type;           /* "topic", "direct", "fanout", "x-consistent-hash" */
+  const char *type; /* "topic", "direct", "fanout", "x-consistent-hash" */
   bool durable;
-  amqp_table_t arguments;     /* may be empty */
+  amqp_table_t arguments; /* may be empty */
 } wr_exchange_decl;
 
 typedef struct wr_queue_decl {
@@ -141,7 +141,7 @@ typedef struct wr_queue_decl {
   bool durable;
   bool exclusive;
   bool auto_delete;
-  amqp_table_t arguments;     /* x-queue-type, x-dead-letter-exchange, ... */
+  amqp_table_t arguments; /* x-queue-type, x-dead-letter-exchange, ... */
 } wr_queue_decl;
 
 WR_EXPORT int wr_conn_declare_exchange(wr_conn *c, const wr_exchange_decl *d, wr_err *err);
@@ -152,16 +152,14 @@ WR_EXPORT int wr_conn_declare_exchange(wr_conn *c, const wr_exchange_decl *d, wr
  * (see wr_conn_check_reply) and returns WR_EAMQP / WR_ENOTFOUND / WR_EAUTH (403) with
  * err->amqp_reply and the broker's text. */
 WR_EXPORT int wr_conn_declare_queue(wr_conn *c, const wr_queue_decl *d, bool passive,
-                                    uint32_t *message_count, uint32_t *consumer_count,
-                                    wr_err *err);
+                                    uint32_t *message_count, uint32_t *consumer_count, wr_err *err);
 WR_EXPORT int wr_conn_bind_queue(wr_conn *c, const char *queue, const char *exchange,
                                  const char *routing_key, amqp_table_t arguments, wr_err *err);
 /* Exchange-to-exchange binding: messages routed by source with routing_key also go
  * to destination (which routes them again by its own type). Same failure rules as
  * wr_conn_bind_queue (404 for a missing exchange). */
 WR_EXPORT int wr_conn_bind_exchange(wr_conn *c, const char *destination, const char *source,
-                                    const char *routing_key, amqp_table_t arguments,
-                                    wr_err *err);
+                                    const char *routing_key, amqp_table_t arguments, wr_err *err);
 WR_EXPORT int wr_conn_delete_queue(wr_conn *c, const char *queue, wr_err *err);
 WR_EXPORT int wr_conn_purge_queue(wr_conn *c, const char *queue, uint32_t *purged, wr_err *err);
 
@@ -173,12 +171,12 @@ WR_EXPORT int wr_conn_purge_queue(wr_conn *c, const char *queue, uint32_t *purge
 WR_EXPORT int wr_conn_confirm_mode(wr_conn *c, wr_err *err);
 
 typedef struct wr_publish {
-  const char *exchange;                  /* "" = default exchange */
+  const char *exchange; /* "" = default exchange */
   const char *routing_key;
   const void *body;
   size_t len;
-  const amqp_basic_properties_t *props;  /* may be NULL; message_id should be set so
-                                            that returns can be matched */
+  const amqp_basic_properties_t *props; /* may be NULL; message_id should be set so
+                                           that returns can be matched */
   bool mandatory;
 } wr_publish;
 
@@ -228,8 +226,8 @@ WR_EXPORT size_t wr_conn_unconfirmed(const wr_conn *c);
  * with other settings it is WR_ECONFLICT. Without an open connection the consumer is
  * only recorded and started at the next open. Returns 0, WR_ENOTFOUND (no such queue;
  * nothing recorded), WR_EAUTH (403, e.g. exclusive use), WR_EAMQP, WR_ECLOSED. */
-WR_EXPORT int wr_conn_consume(wr_conn *c, const char *queue, uint16_t prefetch,
-                              bool exclusive, amqp_table_t arguments, wr_err *err);
+WR_EXPORT int wr_conn_consume(wr_conn *c, const char *queue, uint16_t prefetch, bool exclusive,
+                              amqp_table_t arguments, wr_err *err);
 /* The consumer tag of a consumer started by wr_conn_consume is its queue name, so
  * env->consumer_tag of a delivery names the queue it came from (also for deliveries
  * still buffered after a wr_conn_cancel). */

@@ -44,8 +44,8 @@ typedef struct wr_migration {
  * increasing, a transaction open on c: nothing touched); WR_EDB with "migration
  * <component> v<N> (<name>): ..." and the sqlstate (migrations before it stay applied,
  * nothing of the failing one is). */
-WR_EXPORT int wr_db_migrate(PGconn *c, const char *component, const wr_migration *m,
-                            size_t n, wr_err *err);
+WR_EXPORT int wr_db_migrate(PGconn *c, const char *component, const wr_migration *m, size_t n,
+                            wr_err *err);
 
 /* Applies the runtime's own tables (outbox, inbox, version guard) and their later
  * changes (v2: the outbox NOTIFY follows the session setting warren.outbox_notify,
@@ -58,8 +58,8 @@ WR_EXPORT int wr_db_exec(PGconn *c, const char *sql, wr_err *err);
 
 /* Checks a PGresult: returns 0 when its status is `expect` (PGRES_COMMAND_OK or
  * PGRES_TUPLES_OK), else WR_EDB with message and sqlstate in err. Does not clear res. */
-WR_EXPORT int wr_db_check(PGconn *c, const PGresult *res, ExecStatusType expect,
-                          const char *what, wr_err *err);
+WR_EXPORT int wr_db_check(PGconn *c, const PGresult *res, ExecStatusType expect, const char *what,
+                          wr_err *err);
 
 /* A PostgreSQL text[] literal of n strings ({"a","b\\"c"}), every element quoted and
  * escaped, to pass as one `$1::text[]` parameter (set-based statements). Returns a
@@ -102,7 +102,7 @@ typedef struct wr_db_pool_opts {
   bool outbox_notify;           /* default true */
 } wr_db_pool_opts;
 
-#define WR_DB_POOL_OPTS_INIT                                                           \
+#define WR_DB_POOL_OPTS_INIT                                                                       \
   { .url = NULL, .application_name = NULL, .size = 8, .outbox_notify = true }
 
 WR_EXPORT int wr_db_pool_new_opts(const wr_db_pool_opts *opts, wr_db_pool **out, wr_err *err);

@@ -30,20 +30,20 @@
 WR_BEGIN_DECLS
 
 typedef struct wr_dlq_entry {
-  uint64_t index;              /* position in the queue at browse time, from 0 */
-  char message_id[80];         /* AMQP message_id = event_id ("" if none) */
-  char type[160];              /* AMQP type = event type ("" if none) */
+  uint64_t index;      /* position in the queue at browse time, from 0 */
+  char message_id[80]; /* AMQP message_id = event_id ("" if none) */
+  char type[160];      /* AMQP type = event type ("" if none) */
   char aggregate_type[64];
   char aggregate_id[160];
   char correlation_id[80];
-  char error[512];             /* x-warren-error, or the newest x-death reason */
-  char exchange[160];          /* where a replay goes (see above) */
-  char routing_key[160];       /* its routing key */
-  char queue[160];             /* queue it died in: "<q>" for "<q>.dlq", else x-death */
-  unsigned attempts;           /* x-warren-attempts, else the newest x-death count */
-  int64_t failed_at_ms;        /* x-warren-failed-at (integer ms, AMQP timestamp or RFC 3339)
-                                  or the newest x-death time, Unix ms; 0 if unknown */
-  const void *body;            /* borrowed: valid during the callback */
+  char error[512];       /* x-warren-error, or the newest x-death reason */
+  char exchange[160];    /* where a replay goes (see above) */
+  char routing_key[160]; /* its routing key */
+  char queue[160];       /* queue it died in: "<q>" for "<q>.dlq", else x-death */
+  unsigned attempts;     /* x-warren-attempts, else the newest x-death count */
+  int64_t failed_at_ms;  /* x-warren-failed-at (integer ms, AMQP timestamp or RFC 3339)
+                            or the newest x-death time, Unix ms; 0 if unknown */
+  const void *body;      /* borrowed: valid during the callback */
   size_t body_len;
   const amqp_basic_properties_t *props; /* borrowed: valid during the callback */
 } wr_dlq_entry;
@@ -55,16 +55,16 @@ typedef int (*wr_dlq_fn)(const wr_dlq_entry *e, void *user);
  * in the queue. e and what it points to are valid during the call only. Returns 0,
  * WR_EINVAL, WR_ENOTFOUND (no such queue, err->amqp_reply 404), WR_ESTATE, or a
  * connection failure. */
-WR_EXPORT int wr_dlq_browse(wr_conn *c, const char *dlq, size_t limit, wr_dlq_fn fn,
-                            void *user, wr_err *err);
+WR_EXPORT int wr_dlq_browse(wr_conn *c, const char *dlq, size_t limit, wr_dlq_fn fn, void *user,
+                            wr_err *err);
 
 /* Selects messages for replay/purge: all, or by message ids and/or type (both given:
  * both must match). Selecting nothing (no field set) is WR_EINVAL. Borrowed for the
  * duration of the call. */
 typedef struct wr_dlq_filter {
   bool all;
-  const char *const *ids;   /* message ids (event ids), NULL-terminated, or NULL */
-  const char *type;         /* event type, or NULL */
+  const char *const *ids; /* message ids (event ids), NULL-terminated, or NULL */
+  const char *type;       /* event type, or NULL */
 } wr_dlq_filter;
 
 /* Replays the selected messages (see above): each copy is published mandatory with
@@ -77,8 +77,8 @@ typedef struct wr_dlq_filter {
  * usable origin), connection failures. A crash between the copy's confirm and the
  * ack leaves the message in both places (the consumer's inbox absorbs the
  * duplicate). */
-WR_EXPORT int wr_dlq_replay(wr_conn *c, const char *dlq, const wr_dlq_filter *f,
-                            size_t *replayed, wr_err *err);
+WR_EXPORT int wr_dlq_replay(wr_conn *c, const char *dlq, const wr_dlq_filter *f, size_t *replayed,
+                            wr_err *err);
 
 /* Removes the selected messages (all: queue.purge). *removed (may be NULL) counts
  * them. Returns 0, WR_EINVAL, WR_ENOTFOUND (no such queue), or a broker/connection

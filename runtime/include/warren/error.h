@@ -13,33 +13,33 @@
 WR_BEGIN_DECLS
 
 /* X(name, value, text): the one list that makes both the enum and wr_strerror(). */
-#define WR_ERRNO_MAP(X)                                                                 \
-  X(EINVAL, -1, "invalid argument")                                                     \
-  X(ENOMEM, -2, "out of memory")                                                        \
-  X(EIO, -3, "I/O error")                                                               \
-  X(ETIMEDOUT, -4, "timed out")                                                         \
-  X(ECLOSED, -5, "connection closed")                                                   \
-  X(EURL, -6, "invalid URL")                                                            \
-  X(ETLS, -7, "TLS error")                                                              \
-  X(EAUTH, -8, "authentication refused")                                                \
-  X(EAMQP, -9, "broker refused the operation")                                          \
-  X(ENACK, -10, "broker nacked the message")                                            \
-  X(ERETURNED, -11, "message unroutable (returned by the broker)")                       \
-  X(EBLOCKED, -12, "connection blocked by the broker (resource alarm)")                 \
-  X(EDB, -13, "database error")                                                         \
-  X(EDECODE, -14, "malformed message")                                                  \
-  X(EMETA, -15, "missing or invalid event metadata")                                    \
-  X(ENOHANDLER, -16, "no handler registered for the event type")                        \
-  X(EHANDLER, -17, "handler failed (retryable)")                                        \
-  X(EREJECT, -18, "handler rejected the event (not retryable)")                         \
-  X(EJSON, -19, "invalid JSON")                                                         \
-  X(ETOOBIG, -20, "too large")                                                          \
-  X(ENOTFOUND, -21, "not found")                                                        \
-  X(ECONFLICT, -22, "conflict")                                                         \
-  X(ESTOPPED, -23, "stopped")                                                           \
-  X(EHTTP, -24, "HTTP error")                                                           \
-  X(ESCHEMA, -25, "schema mismatch")                                                    \
-  X(EEXIST, -26, "already exists")                                                      \
+#define WR_ERRNO_MAP(X)                                                                            \
+  X(EINVAL, -1, "invalid argument")                                                                \
+  X(ENOMEM, -2, "out of memory")                                                                   \
+  X(EIO, -3, "I/O error")                                                                          \
+  X(ETIMEDOUT, -4, "timed out")                                                                    \
+  X(ECLOSED, -5, "connection closed")                                                              \
+  X(EURL, -6, "invalid URL")                                                                       \
+  X(ETLS, -7, "TLS error")                                                                         \
+  X(EAUTH, -8, "authentication refused")                                                           \
+  X(EAMQP, -9, "broker refused the operation")                                                     \
+  X(ENACK, -10, "broker nacked the message")                                                       \
+  X(ERETURNED, -11, "message unroutable (returned by the broker)")                                 \
+  X(EBLOCKED, -12, "connection blocked by the broker (resource alarm)")                            \
+  X(EDB, -13, "database error")                                                                    \
+  X(EDECODE, -14, "malformed message")                                                             \
+  X(EMETA, -15, "missing or invalid event metadata")                                               \
+  X(ENOHANDLER, -16, "no handler registered for the event type")                                   \
+  X(EHANDLER, -17, "handler failed (retryable)")                                                   \
+  X(EREJECT, -18, "handler rejected the event (not retryable)")                                    \
+  X(EJSON, -19, "invalid JSON")                                                                    \
+  X(ETOOBIG, -20, "too large")                                                                     \
+  X(ENOTFOUND, -21, "not found")                                                                   \
+  X(ECONFLICT, -22, "conflict")                                                                    \
+  X(ESTOPPED, -23, "stopped")                                                                      \
+  X(EHTTP, -24, "HTTP error")                                                                      \
+  X(ESCHEMA, -25, "schema mismatch")                                                               \
+  X(EEXIST, -26, "already exists")                                                                 \
   X(ESTATE, -27, "operation not valid in the current state")
 
 typedef enum wr_errno {
@@ -58,10 +58,10 @@ WR_EXPORT const char *wr_errname(int code);
 
 /* Detail for a failure: filled by functions that take a `wr_err *` (NULL allowed). */
 typedef struct wr_err {
-  int code;        /* the WR_E* code the function returned */
-  int amqp_reply;  /* AMQP reply code of a channel/connection close (404, 406, 530...), or 0 */
-  char sqlstate[6];/* PostgreSQL SQLSTATE ("23505"), or "" */
-  char msg[512];   /* human-readable, never contains credentials */
+  int code;         /* the WR_E* code the function returned */
+  int amqp_reply;   /* AMQP reply code of a channel/connection close (404, 406, 530...), or 0 */
+  char sqlstate[6]; /* PostgreSQL SQLSTATE ("23505"), or "" */
+  char msg[512];    /* human-readable, never contains credentials */
 } wr_err;
 
 /* Sets err (if not NULL) to code + formatted message and returns `code`, so a failing

@@ -76,22 +76,22 @@ typedef struct wr_http_req wr_http_req;
 typedef void (*wr_http_handler)(wr_http_req *req, void *user);
 
 enum {
-  WR_ROUTE_ADMIN = 1 << 0,     /* requires Authorization: Bearer <admin_token> */
-  WR_ROUTE_JSON_BODY = 1 << 1, /* requires a JSON object body (415 / 400 otherwise) */
+  WR_ROUTE_ADMIN = 1 << 0,         /* requires Authorization: Bearer <admin_token> */
+  WR_ROUTE_JSON_BODY = 1 << 1,     /* requires a JSON object body (415 / 400 otherwise) */
   WR_ROUTE_OPTIONAL_BODY = 1 << 2, /* with JSON_BODY: an empty body is allowed */
 };
 
 typedef struct wr_http_route {
-  const char *method;   /* "GET", "POST", "PATCH", "DELETE", "PUT" */
-  const char *pattern;  /* "/customers/{id}"; "{name}" matches one non-empty segment */
+  const char *method;  /* "GET", "POST", "PATCH", "DELETE", "PUT" */
+  const char *pattern; /* "/customers/{id}"; "{name}" matches one non-empty segment */
   wr_http_handler fn;
   unsigned flags;
 } wr_http_route;
 
 typedef struct wr_http_opts {
-  const char *addr;              /* "127.0.0.1:8081", ":8081" (all IPv4 interfaces),
-                                    "[::1]:8081", "0.0.0.0:0" (0 = any free port) */
-  const wr_http_route *routes;   /* borrowed; must outlive the server */
+  const char *addr;            /* "127.0.0.1:8081", ":8081" (all IPv4 interfaces),
+                                  "[::1]:8081", "0.0.0.0:0" (0 = any free port) */
+  const wr_http_route *routes; /* borrowed; must outlive the server */
   size_t n_routes;
   void *user;                    /* passed to every handler */
   unsigned threads;              /* MHD thread pool size (1..256) */
@@ -106,12 +106,11 @@ typedef struct wr_http_opts {
 
 /* Zero in threads, max_body, connection_timeout_s, request_timeout_s or max_connections
  * means the default below. */
-#define WR_HTTP_OPTS_INIT                                                               \
-  {                                                                                     \
-    .addr = "127.0.0.1:0", .routes = NULL, .n_routes = 0, .user = NULL, .threads = 4,   \
-    .max_body = 64 * 1024, .connection_timeout_s = 10, .request_timeout_s = 30,         \
-    .max_connections = 512, .per_ip_connections = 0, .admin_token = NULL,               \
-    .metrics = NULL                                                                     \
+#define WR_HTTP_OPTS_INIT                                                                          \
+  {                                                                                                \
+    .addr = "127.0.0.1:0", .routes = NULL, .n_routes = 0, .user = NULL, .threads = 4,              \
+    .max_body = 64 * 1024, .connection_timeout_s = 10, .request_timeout_s = 30,                    \
+    .max_connections = 512, .per_ip_connections = 0, .admin_token = NULL, .metrics = NULL          \
   }
 
 /* Starts listening (threads run until stop). The routes are validated: bad patterns,

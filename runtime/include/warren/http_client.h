@@ -14,24 +14,24 @@ WR_BEGIN_DECLS
 
 typedef struct wr_http_response {
   int status;
-  char *body;          /* NUL-terminated (the NUL is not counted in len); malloc'd; the
-                          body may itself contain NUL bytes */
+  char *body; /* NUL-terminated (the NUL is not counted in len); malloc'd; the
+                 body may itself contain NUL bytes */
   size_t len;
-  char *headers;       /* raw header block, malloc'd: the status line, then one
-                          "Name: value" per line, CR LF separated, no final empty line */
+  char *headers; /* raw header block, malloc'd: the status line, then one
+                    "Name: value" per line, CR LF separated, no final empty line */
 } wr_http_response;
 
 typedef struct wr_http_request {
-  const char *method;              /* "GET" ... (letters, '-', '_') */
-  const char *url;                 /* "http://host:port/path?query", already encoded;
-                                      "[v6]" hosts; no userinfo, no spaces */
-  const char *const *headers;      /* NULL-terminated "Name: value" lines, or NULL. Host
-                                      may be overridden; Content-Length, Transfer-Encoding
-                                      and Connection may not (WR_EINVAL) */
-  const void *body;                /* may be NULL */
+  const char *method;         /* "GET" ... (letters, '-', '_') */
+  const char *url;            /* "http://host:port/path?query", already encoded;
+                                 "[v6]" hosts; no userinfo, no spaces */
+  const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL. Host
+                                 may be overridden; Content-Length, Transfer-Encoding
+                                 and Connection may not (WR_EINVAL) */
+  const void *body;           /* may be NULL */
   size_t body_len;
-  unsigned timeout_ms;             /* whole request (0 = 30 s) */
-  size_t max_response;             /* bytes (0 = 64 MiB) */
+  unsigned timeout_ms; /* whole request (0 = 30 s) */
+  size_t max_response; /* bytes (0 = 64 MiB) */
 } wr_http_request;
 
 /* Performs the request: Content-Length is sent when there is a body (and for POST, PUT,
@@ -51,8 +51,8 @@ WR_EXPORT void wr_http_response_free(wr_http_response *res);
 /* A response header's value (the first if repeated; surrounding blanks trimmed) copied
  * into out (case-insensitive name). False, with out = "", if absent or if the value
  * does not fit in outsz - 1 bytes. */
-WR_EXPORT bool wr_http_response_header(const wr_http_response *res, const char *name,
-                                       char *out, size_t outsz);
+WR_EXPORT bool wr_http_response_header(const wr_http_response *res, const char *name, char *out,
+                                       size_t outsz);
 
 /* GET url and parse a JSON body (sends Accept: application/json unless headers name
  * one; at most 32 headers). On 0, *status is the HTTP status and *out the parsed JSON

@@ -37,8 +37,8 @@ WR_EXPORT int wr_log_level_parse(const char *s, wr_log_level *out);
 WR_EXPORT void wr_log(wr_log_level level, const char *corr, const char *fmt, ...) WR_PRINTF(3, 4);
 
 #define wr_log_debug(corr, ...) wr_log(WR_LOG_DEBUG, corr, __VA_ARGS__)
-#define wr_log_info(corr, ...) wr_log(WR_LOG_INFO, corr, __VA_ARGS__)
-#define wr_log_warn(corr, ...) wr_log(WR_LOG_WARN, corr, __VA_ARGS__)
+#define wr_log_info(corr, ...)  wr_log(WR_LOG_INFO, corr, __VA_ARGS__)
+#define wr_log_warn(corr, ...)  wr_log(WR_LOG_WARN, corr, __VA_ARGS__)
 #define wr_log_error(corr, ...) wr_log(WR_LOG_ERROR, corr, __VA_ARGS__)
 
 WR_END_DECLS

@@ -35,14 +35,14 @@ WR_BEGIN_DECLS
 /* A publishing context: cheap, caller-owned (usually on the stack). All pointers are
  * borrowed and must stay valid during each append. */
 typedef struct wr_outbox {
-  PGconn *conn;                 /* connection with an open transaction */
-  const char *source_service;   /* meta.source_service when the event leaves it empty */
-  const char *source_instance;  /* meta.source_instance, idem (may be NULL) */
-  const char *correlation_id;   /* default meta.correlation_id (may be NULL: then the
-                                   event id is used, starting a new flow) */
-  const char *causation_id;     /* default meta.causation_id (may be NULL) */
-  const char *exchange;         /* overrides the schema's exchange (may be NULL) */
-  wr_err *err;                  /* optional: detail of a failure */
+  PGconn *conn;                       /* connection with an open transaction */
+  const char *source_service;         /* meta.source_service when the event leaves it empty */
+  const char *source_instance;        /* meta.source_instance, idem (may be NULL) */
+  const char *correlation_id;         /* default meta.correlation_id (may be NULL: then the
+                                         event id is used, starting a new flow) */
+  const char *causation_id;           /* default meta.causation_id (may be NULL) */
+  const char *exchange;               /* overrides the schema's exchange (may be NULL) */
+  wr_err *err;                        /* optional: detail of a failure */
   char last_event_id[WR_UUID_STRLEN]; /* out: id of the last appended event */
 } wr_outbox;
 

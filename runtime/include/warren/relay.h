@@ -31,36 +31,36 @@
 WR_BEGIN_DECLS
 
 typedef struct wr_relay_opts {
-  const char *database_url;      /* required */
-  const wr_conn_opts *amqp;      /* required; copied */
-  const wr_topology *topology;   /* exchanges to declare on connect (may be NULL);
-                                    borrowed: must outlive the relay */
-  unsigned batch_size;           /* rows per claim (1..100000); the default 2000 was
-                                    measured against 500 and 1000 by bench/run
-                                    (docs/PERFORMANCE.md): fewer round trips per row */
-  unsigned poll_interval_ms;     /* fallback when no NOTIFY arrives */
-  unsigned confirm_timeout_ms;   /* a batch not confirmed by then is retried */
-  unsigned retry_base_ms;        /* backoff for rows that failed ... */
-  unsigned retry_max_ms;         /* ... capped */
-  wr_metrics *metrics;           /* optional */
-  const char *name;              /* for logs and connection names (may be NULL) */
+  const char *database_url;    /* required */
+  const wr_conn_opts *amqp;    /* required; copied */
+  const wr_topology *topology; /* exchanges to declare on connect (may be NULL);
+                                  borrowed: must outlive the relay */
+  unsigned batch_size;         /* rows per claim (1..100000); the default 2000 was
+                                  measured against 500 and 1000 by bench/run
+                                  (docs/PERFORMANCE.md): fewer round trips per row */
+  unsigned poll_interval_ms;   /* fallback when no NOTIFY arrives */
+  unsigned confirm_timeout_ms; /* a batch not confirmed by then is retried */
+  unsigned retry_base_ms;      /* backoff for rows that failed ... */
+  unsigned retry_max_ms;       /* ... capped */
+  wr_metrics *metrics;         /* optional */
+  const char *name;            /* for logs and connection names (may be NULL) */
 } wr_relay_opts;
 
-#define WR_RELAY_OPTS_INIT                                                             \
-  {                                                                                    \
-    .database_url = NULL, .amqp = NULL, .topology = NULL, .batch_size = 2000,          \
-    .poll_interval_ms = 1000, .confirm_timeout_ms = 15000, .retry_base_ms = 500,       \
-    .retry_max_ms = 60000, .metrics = NULL, .name = NULL                               \
+#define WR_RELAY_OPTS_INIT                                                                         \
+  {                                                                                                \
+    .database_url = NULL, .amqp = NULL, .topology = NULL, .batch_size = 2000,                      \
+    .poll_interval_ms = 1000, .confirm_timeout_ms = 15000, .retry_base_ms = 500,                   \
+    .retry_max_ms = 60000, .metrics = NULL, .name = NULL                                           \
   }
 
 typedef struct wr_relay wr_relay;
 
 typedef struct wr_relay_stats {
-  uint64_t published;   /* rows acked and removed */
-  uint64_t failed;      /* row publish attempts that were nacked/returned/lost */
+  uint64_t published; /* rows acked and removed */
+  uint64_t failed;    /* row publish attempts that were nacked/returned/lost */
   uint64_t batches;
   uint64_t reconnects;
-  bool connected;       /* broker connection currently open (for readiness) */
+  bool connected; /* broker connection currently open (for readiness) */
 } wr_relay_stats;
 
 /* Copies opts (strings and the AMQP options; the topology and metrics registry are

@@ -28,8 +28,8 @@ struct wr_schema;
 /* One event message. `type` is the full proto name and also the AMQP routing key. The
  * message's field number 1 is `warren.v1.EventMeta meta` (the plugin guarantees it). */
 typedef struct wr_event_type {
-  const char *type;                             /* "customer.v1.CustomerUpdated" */
-  const char *aggregate_type;                   /* "customer" */
+  const char *type;           /* "customer.v1.CustomerUpdated" */
+  const char *aggregate_type; /* "customer" */
   wr_event_kind kind;
   const char *exchange;                         /* "customer.events" */
   const ProtobufCMessageDescriptor *descriptor; /* protoc-c's descriptor */
@@ -45,13 +45,13 @@ typedef struct wr_json_names {
 
 /* One .proto file's events and JSON names. */
 typedef struct wr_schema {
-  unsigned abi;                /* WR_CODEGEN_ABI at generation time */
-  const char *proto_file;      /* "customer/v1/customer.proto" */
-  const char *package;         /* "customer.v1" */
-  const char *exchange;        /* default exchange of the file's events */
+  unsigned abi;           /* WR_CODEGEN_ABI at generation time */
+  const char *proto_file; /* "customer/v1/customer.proto" */
+  const char *package;    /* "customer.v1" */
+  const char *exchange;   /* default exchange of the file's events */
   size_t n_events;
   const wr_event_type *events;
-  size_t n_json;               /* every message defined in the file */
+  size_t n_json; /* every message defined in the file */
   const wr_json_names *json;
 } wr_schema;
 

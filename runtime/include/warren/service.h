@@ -19,10 +19,10 @@ WR_BEGIN_DECLS
  * cannot be given as flags (a command line is visible to every user of the machine):
  * use the environment variable or `--<flag>-file PATH` (first line of the file). */
 typedef struct wr_option {
-  const char *flag;     /* "database-url" (without dashes) */
-  const char *env;      /* "WARREN_DATABASE_URL" (may be NULL) */
-  const char *def;      /* default value (may be NULL) */
-  const char *help;     /* one line */
+  const char *flag; /* "database-url" (without dashes) */
+  const char *env;  /* "WARREN_DATABASE_URL" (may be NULL) */
+  const char *def;  /* default value (may be NULL) */
+  const char *help; /* one line */
   const char **dest;
   bool secret;
   bool required;
@@ -46,17 +46,17 @@ WR_EXPORT int wr_option_uint(const char *name, const char *value, unsigned min, 
 /* Filled by wr_options_parse (strings) and wr_service_std_apply (numbers, instance).
  * Strings are borrowed from argv, the environment or defaults. */
 typedef struct wr_service_std {
-  const char *amqp_url;      /* WARREN_AMQP_URL (required, secret: holds credentials) */
-  const char *amqp_cacert;   /* --amqp-cacert / WARREN_AMQP_CACERT */
-  const char *database_url;  /* WARREN_DATABASE_URL (required, secret) */
-  const char *http_addr;     /* --http-addr / WARREN_HTTP_ADDR */
-  const char *admin_token;   /* WARREN_ADMIN_TOKEN (secret) */
-  const char *log_level;     /* --log-level / WARREN_LOG_LEVEL */
+  const char *amqp_url;     /* WARREN_AMQP_URL (required, secret: holds credentials) */
+  const char *amqp_cacert;  /* --amqp-cacert / WARREN_AMQP_CACERT */
+  const char *database_url; /* WARREN_DATABASE_URL (required, secret) */
+  const char *http_addr;    /* --http-addr / WARREN_HTTP_ADDR */
+  const char *admin_token;  /* WARREN_ADMIN_TOKEN (secret) */
+  const char *log_level;    /* --log-level / WARREN_LOG_LEVEL */
   const char *http_threads_s, *db_pool_s, *max_body_s;
   unsigned http_threads;
   unsigned db_pool;
   unsigned max_body;
-  char instance[96];         /* "<hostname>:<pid>": meta.source_instance */
+  char instance[96]; /* "<hostname>:<pid>": meta.source_instance */
 } wr_service_std;
 
 #define WR_SERVICE_STD_N 9

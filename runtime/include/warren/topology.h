@@ -55,15 +55,15 @@ typedef struct wr_queue_args {
   wr_queue_type type;
   const char *dead_letter_exchange;
   const char *dead_letter_routing_key;
-  int64_t message_ttl_ms;       /* x-message-ttl (integer) when > 0 */
-  unsigned delivery_limit;      /* quorum x-delivery-limit when > 0 */
-  bool single_active_consumer;  /* x-single-active-consumer */
-  bool at_least_once_dlx;       /* quorum: x-dead-letter-strategy=at-least-once +
-                                   x-overflow=reject-publish */
-  const char *stream_max_age;   /* streams: x-max-age ("7D"; see
-                                   wr_topology_max_age_valid) */
-  int64_t stream_max_bytes;     /* streams: x-max-length-bytes */
-  bool stream;                  /* x-queue-type=stream (overrides type) */
+  int64_t message_ttl_ms;      /* x-message-ttl (integer) when > 0 */
+  unsigned delivery_limit;     /* quorum x-delivery-limit when > 0 */
+  bool single_active_consumer; /* x-single-active-consumer */
+  bool at_least_once_dlx;      /* quorum: x-dead-letter-strategy=at-least-once +
+                                  x-overflow=reject-publish */
+  const char *stream_max_age;  /* streams: x-max-age ("7D"; see
+                                  wr_topology_max_age_valid) */
+  int64_t stream_max_bytes;    /* streams: x-max-length-bytes */
+  bool stream;                 /* x-queue-type=stream (overrides type) */
 } wr_queue_args;
 
 /* True if s is a stream retention age the broker accepts: a positive number followed
@@ -77,8 +77,9 @@ WR_EXPORT bool wr_topology_max_age_valid(const char *s);
  * WR_EINVAL for combinations the broker would refuse or ignore: delivery_limit or
  * at_least_once_dlx on a classic queue, at_least_once_dlx without a DLX, a routing key
  * without a DLX, a TTL outside 0..2^32-1, DLX/TTL/delivery limit on a stream, stream
- * options on a non-stream, a stream_max_age that wr_topology_max_age_valid refuses. A classic queue is declared without x-queue-type (the
- * broker's default), so queues declared earlier without it stay equivalent. */
+ * options on a non-stream, a stream_max_age that wr_topology_max_age_valid refuses. A classic queue
+ * is declared without x-queue-type (the broker's default), so queues declared earlier without it
+ * stay equivalent. */
 WR_EXPORT int wr_topology_queue(wr_topology *t, const char *name, const wr_queue_args *args);
 
 /* Adds a binding (duplicates are no-ops; routing_key NULL = ""). The queue and the
@@ -90,8 +91,8 @@ WR_EXPORT int wr_topology_bind(wr_topology *t, const char *queue, const char *ex
  * goes to exchange `destination` (duplicates are no-ops; routing_key NULL = ""). Both
  * exchanges must be declared earlier in the list or exist on the broker. Returns 0,
  * WR_EINVAL, WR_ENOMEM. */
-WR_EXPORT int wr_topology_bind_exchange(wr_topology *t, const char *destination,
-                                        const char *source, const char *routing_key);
+WR_EXPORT int wr_topology_bind_exchange(wr_topology *t, const char *destination, const char *source,
+                                        const char *routing_key);
 
 /* The standard consumer-group layout for `queue` with retry tiers, added in this
  * (declaration) order, every dead-letter target before the queue that dead-letters
@@ -114,7 +115,7 @@ typedef struct wr_consumer_queue {
   wr_queue_type type;
   const unsigned *retry_delays_ms;
   size_t n_retry_delays;
-  unsigned delivery_limit;  /* quorum only; 0 = none */
+  unsigned delivery_limit; /* quorum only; 0 = none */
 } wr_consumer_queue;
 WR_EXPORT int wr_topology_consumer_queue(wr_topology *t, const wr_consumer_queue *q);
 
@@ -140,15 +141,15 @@ WR_EXPORT int wr_topology_consumer_queue(wr_topology *t, const wr_consumer_queue
  * the caller. A message without the hash header is routed too (all of them to the
  * same partition). All or nothing: WR_EINVAL (empty/long names, partitions outside
  * 1..WR_PARTITIONS_MAX, a zero delay, more than 100 tiers), WR_ECONFLICT, WR_ENOMEM. */
-#define WR_PARTITIONS_MAX 1024
+#define WR_PARTITIONS_MAX        1024
 #define WR_PARTITION_HASH_HEADER "x-aggregate-id"
 typedef struct wr_partitioned_queue {
-  const char *queue;        /* group name */
-  unsigned partitions;      /* n, 1..WR_PARTITIONS_MAX */
+  const char *queue;   /* group name */
+  unsigned partitions; /* n, 1..WR_PARTITIONS_MAX */
   wr_queue_type type;
   const unsigned *retry_delays_ms;
   size_t n_retry_delays;
-  unsigned delivery_limit;  /* quorum only; 0 = none */
+  unsigned delivery_limit; /* quorum only; 0 = none */
 } wr_partitioned_queue;
 WR_EXPORT int wr_topology_partitioned_queue(wr_topology *t, const wr_partitioned_queue *q);
 
