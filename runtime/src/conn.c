@@ -1873,34 +1873,31 @@ static int settle_delivery(wr_conn *c, uint64_t tag, const char *what, wr_err *e
   return 0;
 }
 
-int wr_conn_ack(wr_conn *c, uint64_t delivery_tag, bool multiple, wr_err *err) {
+/* Acks (flag = multiple) or rejects (flag = requeue) one delivery on the wire. */
+static int settle(wr_conn *c, uint64_t delivery_tag, bool ack, bool flag, wr_err *err) {
+  const char *what = ack ? "ack" : "reject";
   if (!c)
-    return wr_err_set(err, WR_EINVAL, "ack: c is NULL");
-  int rc = settle_delivery(c, delivery_tag, "ack", err);
+    return wr_err_set(err, WR_EINVAL, "%s: c is NULL", what);
+  int rc = settle_delivery(c, delivery_tag, what, err);
   if (rc != 0)
     return rc;
   watchdog_arm(&c->wd, amqp_get_sockfd(c->amqp), c->rpc_timeout_ms);
-  int st = amqp_basic_ack(c->amqp, MAIN, delivery_tag - c->tag_base, multiple);
+  uint64_t wire_tag = delivery_tag - c->tag_base;
+  int st = ack ? amqp_basic_ack(c->amqp, MAIN, wire_tag, flag)
+               : amqp_basic_reject(c->amqp, MAIN, wire_tag, flag);
   if (watchdog_disarm(&c->wd))
-    return overrun_fail(c, "ack", err);
+    return overrun_fail(c, what, err);
   if (st != AMQP_STATUS_OK)
-    return lib_fail(c, st, "ack", err);
+    return lib_fail(c, st, what, err);
   return 0;
 }
 
+int wr_conn_ack(wr_conn *c, uint64_t delivery_tag, bool multiple, wr_err *err) {
+  return settle(c, delivery_tag, true, multiple, err);
+}
+
 int wr_conn_reject(wr_conn *c, uint64_t delivery_tag, bool requeue, wr_err *err) {
-  if (!c)
-    return wr_err_set(err, WR_EINVAL, "reject: c is NULL");
-  int rc = settle_delivery(c, delivery_tag, "reject", err);
-  if (rc != 0)
-    return rc;
-  watchdog_arm(&c->wd, amqp_get_sockfd(c->amqp), c->rpc_timeout_ms);
-  int st = amqp_basic_reject(c->amqp, MAIN, delivery_tag - c->tag_base, requeue);
-  if (watchdog_disarm(&c->wd))
-    return overrun_fail(c, "reject", err);
-  if (st != AMQP_STATUS_OK)
-    return lib_fail(c, st, "reject", err);
-  return 0;
+  return settle(c, delivery_tag, false, requeue, err);
 }
 
 /* basic.get on channel ch; fills env (tags raw). */

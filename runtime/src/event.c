@@ -23,6 +23,7 @@
 #include <warren/event.h>
 #include <warren/util.h>
 
+#include "printable.h"
 #include "utf8.h"
 
 #define META_FIELD 1
@@ -67,25 +68,7 @@ wr_meta *wr_event_meta(const ProtobufCMessage *ev) {
 
 /* Printable rendering of an untrusted string for an error message. */
 static const char *show(const char *s, char *buf, size_t bufsz) {
-  size_t o = 0;
-  if (!s)
-    s = "";
-  for (size_t i = 0; s[i]; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (i >= 64 || o + 8 >= bufsz) {
-      memcpy(buf + o, "...", 3);
-      o += 3;
-      break;
-    }
-    if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-      buf[o++] = (char)ch;
-    } else {
-      snprintf(buf + o, bufsz - o, "\\x%02x", ch);
-      o += 4;
-    }
-  }
-  buf[o] = '\0';
-  return buf;
+  return s ? wr__printable(s, strlen(s), 64, buf, bufsz) : "";
 }
 
 static bool str_utf8(const char *s) {

@@ -28,6 +28,7 @@
 #include <warren/util.h>
 
 #include "sbuf.h"
+#include "printable.h"
 #include "utf8.h"
 
 #define SKIP        1 /* internal: value ignored (unknown enum name with IGNORE_UNKNOWN) */
@@ -65,31 +66,9 @@ static void path_pop(jctx *c, size_t prev) {
   c->path[prev] = '\0';
 }
 
-/* Writes a printable, bounded rendering of untrusted text (names, values) for error
- * messages: printable ASCII as is, other bytes (and quotes) as \xNN, cut after max
- * bytes or when buf is full. */
-static const char *printable_max(const char *s, size_t n, size_t max, char *buf, size_t bufsz) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (i >= max || o + 8 >= bufsz) {
-      memcpy(buf + o, "...", 3);
-      o += 3;
-      break;
-    }
-    if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-      buf[o++] = (char)ch;
-    } else {
-      snprintf(buf + o, bufsz - o, "\\x%02x", ch);
-      o += 4;
-    }
-  }
-  buf[o] = '\0';
-  return buf;
-}
 
 static const char *printable(const char *s, size_t n, char *buf, size_t bufsz) {
-  return printable_max(s, n, 40, buf, bufsz);
+  return wr__printable(s, n, 40, buf, bufsz);
 }
 
 static size_t path_push_field(jctx *c, const char *name, size_t n) {
@@ -1488,7 +1467,7 @@ int wr_json_decode_string(const ProtobufCMessageDescriptor *desc, const char *te
   if (!j) {
     char show[400];
     return wr_err_set(err, WR_EJSON, "invalid JSON at line %d, column %d: %s", je.line, je.column,
-                      printable_max(je.text, strlen(je.text), 160, show, sizeof show));
+                      wr__printable(je.text, strlen(je.text), 160, show, sizeof show));
   }
   int rc = wr_json_decode(desc, j, flags, out, err);
   json_decref(j);
