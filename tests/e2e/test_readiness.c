@@ -100,30 +100,7 @@ static void order_not_ready_before_catchup(void **state) {
 /* ---- broker gone ---------------------------------------------------------------------- */
 
 static void mgmt(const char *method, const char *path, const char *body) {
-  const char *base = wt_require("WARREN_AMQP_MGMT_URL");
-  const char *at = strchr(base + 7, '@');
-  char url[512];
-  snprintf(url, sizeof url, "http://%s", at ? at + 1 : base + 7);
-  size_t n = strlen(url);
-  if (n && url[n - 1] == '/')
-    url[n - 1] = '\0';
-  strncat(url, path, sizeof url - strlen(url) - 1);
-  char auth[128], b64[64];
-  wr_base64_encode("guest:guest", 11, false, b64, sizeof b64);
-  snprintf(auth, sizeof auth, "Authorization: Basic %s", b64);
-  const char *h[] = {auth, "Content-Type: application/json", NULL};
-  wr_http_request rq = {.method = method,
-                        .url = url,
-                        .headers = h,
-                        .body = body,
-                        .body_len = body ? strlen(body) : 0,
-                        .timeout_ms = 30000};
-  wr_http_response res;
-  wr_err err = {0};
-  if (wr_http_do(&rq, &res, &err) != 0)
-    fail_msg("management API %s %s: %s", method, path, err.msg);
-  int st = res.status;
-  wr_http_response_free(&res);
+  int st = wt_mgmt(method, path, body, NULL);
   if (st >= 300)
     fail_msg("management API %s %s: HTTP %d", method, path, st);
 }

@@ -88,42 +88,11 @@ static void pct(const char *s, char *out, size_t outsz) {
   out[o] = '\0';
 }
 
-/* ---- management API ------------------------------------------------------------------ */
-
-static int mgmt(const char *method, const char *path, const char *body, json_t **out) {
-  const char *base = wt_require("WARREN_AMQP_MGMT_URL");
-  const char *at = strchr(base + 7, '@');
-  char url[512], b64[64], auth[128];
-  snprintf(url, sizeof url, "http://%s", at ? at + 1 : base + 7);
-  size_t n = strlen(url);
-  if (url[n - 1] == '/')
-    url[n - 1] = '\0';
-  snprintf(url + strlen(url), sizeof url - strlen(url), "%s", path);
-  wr_base64_encode("guest:guest", 11, false, b64, sizeof b64);
-  snprintf(auth, sizeof auth, "Authorization: Basic %s", b64);
-  const char *h[] = {auth, "Content-Type: application/json", NULL};
-  wr_http_request rq = {.method = method,
-                        .url = url,
-                        .headers = h,
-                        .body = body,
-                        .body_len = body ? strlen(body) : 0,
-                        .timeout_ms = 30000};
-  wr_http_response res;
-  wr_err err = {0};
-  if (wr_http_do(&rq, &res, &err) != 0)
-    fail_msg("management API %s %s: %s", method, path, err.msg);
-  if (out)
-    *out = res.len ? json_loadb(res.body, res.len, 0, NULL) : NULL;
-  int st = res.status;
-  wr_http_response_free(&res);
-  return st;
-}
-
 static void set_amqp_password(const char *pw) {
   char path[160], body[256];
   snprintf(path, sizeof path, "/api/users/%s", amqp_user);
   snprintf(body, sizeof body, "{\"password\":\"%s\",\"tags\":\"\"}", pw);
-  int st = mgmt("PUT", path, body, NULL);
+  int st = wt_mgmt("PUT", path, body, NULL);
   assert_true(st == 201 || st == 204);
 }
 
@@ -131,7 +100,7 @@ static void set_amqp_password(const char *pw) {
  * how many are TLS. */
 static int user_connections(bool close, int *n_tls) {
   json_t *list = NULL;
-  assert_int_equal(mgmt("GET", "/api/connections", NULL, &list), 200);
+  assert_int_equal(wt_mgmt("GET", "/api/connections", NULL, &list), 200);
   int n = 0;
   if (n_tls)
     *n_tls = 0;
@@ -148,7 +117,7 @@ static int user_connections(bool close, int *n_tls) {
       char name[300], path[400];
       pct(json_string_value(json_object_get(c, "name")), name, sizeof name);
       snprintf(path, sizeof path, "/api/connections/%s", name);
-      mgmt("DELETE", path, NULL, NULL);
+      wt_mgmt("DELETE", path, NULL, NULL);
     }
   }
   json_decref(list);
@@ -195,7 +164,7 @@ static int setup(void **state) {
   set_amqp_password(amqp_pass);
   char path[256];
   snprintf(path, sizeof path, "/api/permissions/%s/%s", vhost, amqp_user);
-  int st = mgmt("PUT", path, "{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}", NULL);
+  int st = wt_mgmt("PUT", path, "{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}", NULL);
   assert_true(st == 201 || st == 204);
   const char *tls_urls = wt_env("WARREN_AMQPS_URL");
   cacert = wt_env("WARREN_AMQP_CACERT");
@@ -232,7 +201,7 @@ static int teardown(void **state) {
   e2e_done(&env);
   char path[160];
   snprintf(path, sizeof path, "/api/users/%s", amqp_user);
-  mgmt("DELETE", path, NULL, NULL);
+  wt_mgmt("DELETE", path, NULL, NULL);
   PGconn *c = wt_pg_connect(wt_require("WARREN_PG_URL"));
   char sql[160];
   snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s", pg_role);

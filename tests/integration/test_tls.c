@@ -163,21 +163,10 @@ static bool applied_one(void *u) {
 
 /* Names of the TLS connections of a vhost, from the management API ("ssl": true). */
 static int tls_connections(const char *vhost, const char *name_part) {
-  const char *base = wt_require("WARREN_AMQP_MGMT_URL");
-  const char *at = strchr(base + 7, '@');
-  char url[512], b64[64], auth[128];
-  snprintf(url, sizeof url, "http://%s", at ? at + 1 : base + 7);
-  size_t n = strlen(url);
-  if (url[n - 1] == '/')
-    url[n - 1] = '\0';
-  snprintf(url + strlen(url), sizeof url - strlen(url), "/api/vhosts/%s/connections", vhost);
-  wr_base64_encode("guest:guest", 11, false, b64, sizeof b64);
-  snprintf(auth, sizeof auth, "Authorization: Basic %s", b64);
-  const char *h[] = {auth, NULL};
-  int status = 0;
+  char path[256];
+  snprintf(path, sizeof path, "/api/vhosts/%s/connections", vhost);
   json_t *j = NULL;
-  wr_err err = {0};
-  if (wr_http_get_json(url, h, 10000, &status, &j, &err) != 0 || status != 200) {
+  if (wt_mgmt("GET", path, NULL, &j) != 200) {
     json_decref(j);
     return -1;
   }

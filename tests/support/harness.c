@@ -273,7 +273,7 @@ bool wt_wait_until(bool (*cond)(void *user), void *user, int timeout_ms) {
 
 /* ---- vhosts through the management API ------------------------------------------ */
 
-static void mgmt(const char *method, const char *path, const char *body) {
+int wt_mgmt(const char *method, const char *path, const char *body, json_t **out) {
   const char *base = wt_require("WARREN_AMQP_MGMT_URL"); /* http://guest:guest@host:port/ */
   const char *at = strchr(base + 7, '@');
   char hostpart[256];
@@ -294,12 +294,18 @@ static void mgmt(const char *method, const char *path, const char *body) {
                         .body_len = body ? strlen(body) : 0,
                         .timeout_ms = 30000};
   wr_http_response res;
-  wr_err err;
-  int rc = wr_http_do(&rq, &res, &err);
-  if (rc)
+  wr_err err = {0};
+  if (wr_http_do(&rq, &res, &err) != 0)
     fail_msg("management API %s %s: %s", method, path, err.msg);
+  if (out)
+    *out = res.len ? json_loadb(res.body, res.len, 0, NULL) : NULL;
   int status = res.status;
   wr_http_response_free(&res);
+  return status;
+}
+
+static void mgmt(const char *method, const char *path, const char *body) {
+  int status = wt_mgmt(method, path, body, NULL);
   if (status >= 300 && !(status == 404 && strcmp(method, "DELETE") == 0))
     fail_msg("management API %s %s: HTTP %d", method, path, status);
 }

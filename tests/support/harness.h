@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <amqp.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 
 /* A value from the process environment, else from the stack's env file
@@ -52,6 +53,10 @@ void wt_amqp_delete_exchange(amqp_connection_state_t c, const char *exchange);
  * guest, and returns the AMQP URL list of the stack pointing at it (static storage
  * per slot, up to 16 live). Isolates tests that use fixed exchange/queue names. */
 const char *wt_vhost_create(const char *prefix);
+/* One request to the broker's management API (WARREN_AMQP_MGMT_URL, as guest): returns
+ * the HTTP status; *out (if out) gets the parsed JSON body or NULL (caller decrefs).
+ * Fails the test when the API cannot be reached. */
+int wt_mgmt(const char *method, const char *path, const char *body, json_t **out);
 /* Deletes a vhost created by wt_vhost_create (given its AMQP URL). */
 void wt_vhost_delete(const char *amqp_url);
 
