@@ -6,9 +6,11 @@
  *   member(id, ver)  = first 8 bytes of md5(id || ':' || ver) as big-endian int64
  * md5 is used as a well-distributed fingerprint here, not for security. */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <warren/http_client.h>
 #include <warren/sync.h>
@@ -16,7 +18,9 @@
 
 /* ---- md5 (RFC 1321), compact ---------------------------------------------------- */
 
-static uint32_t rol(uint32_t x, unsigned c) { return (x << c) | (x >> (32 - c)); }
+static uint32_t rol(uint32_t x, unsigned c) {
+  return (x << c) | (x >> (32 - c));
+}
 
 static void md5(const void *data, size_t len, unsigned char out[16]) {
   static const uint32_t K[64] = {
@@ -53,8 +57,8 @@ static void md5(const void *data, size_t len, unsigned char out[16]) {
     }
     uint32_t w[16];
     for (int i = 0; i < 16; i++)
-      w[i] = (uint32_t)blk[i * 4] | (uint32_t)blk[i * 4 + 1] << 8 |
-             (uint32_t)blk[i * 4 + 2] << 16 | (uint32_t)blk[i * 4 + 3] << 24;
+      w[i] = (uint32_t)blk[i * 4] | (uint32_t)blk[i * 4 + 1] << 8 | (uint32_t)blk[i * 4 + 2] << 16 |
+             (uint32_t)blk[i * 4 + 3] << 24;
     uint32_t a = h0, b = h1, c = h2, d = h3;
     for (unsigned i = 0; i < 64; i++) {
       uint32_t f;
@@ -244,36 +248,163 @@ static char *url_with_cursor(const char *url, const char *cursor) {
   return out;
 }
 
-/* One page with retries of transient failures. On 0, *page is the parsed object. */
-static int fetch_page(const wr_sync_pager *p, const char *url, json_t **page, wr_err *err) {
-  int rc = 0;
-  for (unsigned attempt = 0;; attempt++) {
-    int status = 0;
-    json_t *body = NULL;
-    rc = wr_http_get_json(url, p->headers, p->timeout_ms ? p->timeout_ms : 30000, &status, &body,
-                          err);
-    if (rc == 0 && status == 200) {
-      if (!json_is_object(body) || !json_is_array(json_object_get(body, "items"))) {
-        json_decref(body);
-        return wr_err_set(err, WR_EJSON, "page without an \"items\" array");
-      }
-      json_t *next = json_object_get(body, "next_cursor");
-      if (next && !json_is_null(next) && !json_is_string(next)) {
-        json_decref(body);
-        return wr_err_set(err, WR_EJSON, "next_cursor is neither a string nor null");
-      }
-      *page = body;
+/* One fetched page: the HTTP response and what was parsed from it. */
+typedef struct page {
+  wr_http_response res;
+  json_t *json;        /* JSON mode: the parsed body */
+  wr_sync_item *items; /* binary mode: spans into res.body (the array is reused) */
+  size_t n, cap;
+  char *next; /* binary mode: the next cursor (malloc'd), NULL on the last page */
+} page;
+
+static void page_reset(page *pg) {
+  wr_http_response_free(&pg->res);
+  json_decref(pg->json);
+  pg->json = NULL;
+  free(pg->next);
+  pg->next = NULL;
+  pg->n = 0;
+}
+
+/* A varint at *pos (at most 10 bytes, bounded by end). 0 or -1. */
+static int read_varint(const uint8_t *b, size_t end, size_t *pos, uint64_t *v) {
+  uint64_t x = 0;
+  for (unsigned shift = 0; shift < 70; shift += 7) {
+    if (*pos >= end)
+      return -1;
+    uint8_t c = b[(*pos)++];
+    if (shift == 63 && c > 1)
+      return -1;
+    x |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *v = x;
       return 0;
     }
-    bool transient = rc == WR_EIO || rc == WR_ETIMEDOUT || rc == WR_EHTTP ||
-                     (rc == 0 && status >= 500);
-    if (rc == 0) {
-      json_t *e = json_object_get(json_object_get(body, "error"), "message");
-      wr_err_set(err, WR_EHTTP, "GET page: HTTP %d%s%s", status, e ? ": " : "",
-                 e ? json_string_value(e) : "");
+  }
+  return -1;
+}
+
+/* Walks a warren.v1.Page body without copying its items. */
+static int parse_binary_page(page *pg, wr_err *err) {
+  const uint8_t *b = (const uint8_t *)pg->res.body;
+  size_t len = pg->res.len, pos = 0;
+  const uint8_t *cursor = NULL;
+  size_t cursor_len = 0;
+  pg->n = 0;
+  while (pos < len) {
+    size_t at = pos;
+    uint64_t key, l;
+    if (read_varint(b, len, &pos, &key) != 0)
+      return wr_err_set(err, WR_EDECODE, "binary page: bad field key at byte %zu", at);
+    uint64_t field = key >> 3;
+    unsigned wt = (unsigned)(key & 7);
+    if (field == 0)
+      return wr_err_set(err, WR_EDECODE, "binary page: field number 0 at byte %zu", at);
+    if ((field == 1 || field == 2) && wt != 2)
+      return wr_err_set(err, WR_EDECODE, "binary page: field %u with wire type %u at byte %zu",
+                        (unsigned)field, wt, at);
+    switch (wt) {
+    case 0:
+      if (read_varint(b, len, &pos, &l) != 0)
+        return wr_err_set(err, WR_EDECODE, "binary page: bad varint at byte %zu", pos);
+      continue;
+    case 1:
+    case 5:
+      l = wt == 1 ? 8 : 4;
+      if (len - pos < l)
+        return wr_err_set(err, WR_EDECODE, "binary page: truncated at byte %zu", at);
+      pos += (size_t)l;
+      continue;
+    case 2:
+      if (read_varint(b, len, &pos, &l) != 0 || l > len - pos)
+        return wr_err_set(err, WR_EDECODE,
+                          "binary page: length of field %" PRIu64 " at byte %zu runs past the "
+                          "end of the page (%zu bytes)",
+                          field, at, len);
+      break;
+    default:
+      return wr_err_set(err, WR_EDECODE, "binary page: wire type %u at byte %zu", wt, at);
+    }
+    if (field == 1) {
+      if (pg->n == pg->cap) {
+        size_t cap = pg->cap ? pg->cap * 2 : 1024;
+        wr_sync_item *ni = realloc(pg->items, cap * sizeof *ni);
+        if (!ni)
+          return wr_err_set(err, WR_ENOMEM, "out of memory");
+        pg->items = ni;
+        pg->cap = cap;
+      }
+      pg->items[pg->n++] = (wr_sync_item){.data = b + pos, .len = (size_t)l};
+    } else if (field == 2) {
+      cursor = b + pos; /* the last one wins, as protobuf merges scalars */
+      cursor_len = (size_t)l;
+    }
+    pos += (size_t)l;
+  }
+  if (cursor_len > 0) {
+    if (memchr(cursor, '\0', cursor_len))
+      return wr_err_set(err, WR_EDECODE, "binary page: next_cursor holds a NUL byte");
+    if (!(pg->next = strndup((const char *)cursor, cursor_len)))
+      return wr_err_set(err, WR_ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+/* The page of a 200 reply. WR_EJSON / WR_EDECODE / WR_EHTTP (content type): never
+ * transient. */
+static int parse_page(bool binary, page *pg, wr_err *err) {
+  if (binary) {
+    char ct[128];
+    wr_http_response_header(&pg->res, "Content-Type", ct, sizeof ct);
+    size_t tl = strcspn(ct, ";");
+    while (tl > 0 && (ct[tl - 1] == ' ' || ct[tl - 1] == '\t'))
+      tl--;
+    if (tl != strlen(WR_SYNC_PROTOBUF_TYPE) || strncasecmp(ct, WR_SYNC_PROTOBUF_TYPE, tl) != 0)
+      return wr_err_set(err, WR_EHTTP,
+                        "page with Content-Type \"%.64s\", expected " WR_SYNC_PROTOBUF_TYPE, ct);
+    return parse_binary_page(pg, err);
+  }
+  json_error_t je;
+  json_t *body = json_loadb(pg->res.body, pg->res.len, JSON_REJECT_DUPLICATES, &je);
+  if (!body)
+    return wr_err_set(err, WR_EJSON, "page is not JSON: %s", je.text);
+  pg->json = body;
+  if (!json_is_object(body) || !json_is_array(json_object_get(body, "items")))
+    return wr_err_set(err, WR_EJSON, "page without an \"items\" array");
+  json_t *next = json_object_get(body, "next_cursor");
+  if (next && !json_is_null(next) && !json_is_string(next))
+    return wr_err_set(err, WR_EJSON, "next_cursor is neither a string nor null");
+  return 0;
+}
+
+/* One page with retries of transient failures. On 0, *pg holds the parsed page (the
+ * caller resets it). */
+static int fetch_page(const wr_sync_pager *p, bool binary, const char *url,
+                      const char *const *headers, page *pg, wr_err *err) {
+  wr_http_request req = {.method = "GET",
+                         .url = url,
+                         .headers = headers,
+                         .timeout_ms = p->timeout_ms ? p->timeout_ms : 30000,
+                         .max_response = p->max_page_bytes};
+  for (unsigned attempt = 0;; attempt++) {
+    page_reset(pg);
+    int rc = wr_http_do(&req, &pg->res, err);
+    if (rc == 0 && pg->res.status == 200)
+      return parse_page(binary, pg, err);
+    bool transient =
+        rc == WR_EIO || rc == WR_ETIMEDOUT || rc == WR_EHTTP || (rc == 0 && pg->res.status >= 500);
+    if (rc == WR_ETOOBIG) {
+      rc = wr_err_set(err, WR_ETOOBIG, "page larger than %zu bytes",
+                      p->max_page_bytes ? p->max_page_bytes : (size_t)64 << 20);
+    } else if (rc == 0) {
+      /* error replies are JSON problems {"error":{"code":...,"message":...}} */
+      json_t *body = json_loadb(pg->res.body, pg->res.len, 0, NULL);
+      const char *m = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+      wr_err_set(err, WR_EHTTP, "GET page: HTTP %d%s%.400s", pg->res.status, m ? ": " : "",
+                 m ? m : "");
+      json_decref(body);
       rc = WR_EHTTP;
     }
-    json_decref(body);
     if (!transient || attempt >= p->retries)
       return rc;
     if (wr_sleep_ms(wr_backoff_ms(attempt, 200, 5000), p->stop) != 0)
@@ -281,44 +412,69 @@ static int fetch_page(const wr_sync_pager *p, const char *url, json_t **page, wr
   }
 }
 
-int wr_sync_pages(const wr_sync_pager *p, wr_sync_page_fn fn, void *user, size_t *pages,
-                  size_t *items, wr_err *err) {
+/* Whether a "Name: value" line names the header `name`. */
+static bool names_header(const char *line, const char *name) {
+  size_t n = strlen(name);
+  return strncasecmp(line, name, n) == 0 && line[n] == ':';
+}
+
+static int run_pages(const wr_sync_pager *p, bool binary, wr_sync_page_fn jfn,
+                     wr_sync_bin_page_fn bfn, void *user, size_t *pages, size_t *items,
+                     wr_err *err) {
   if (pages)
     *pages = 0;
   if (items)
     *items = 0;
-  if (!p || !p->url || !fn)
+  if (!p || !p->url || (binary ? bfn == NULL : jfn == NULL))
     return wr_err_set(err, WR_EINVAL, "pager needs a URL and a page function");
+  const char *hs[34];
+  size_t nh = 0;
+  bool has_accept = false;
+  for (const char *const *h = p->headers; h && *h; h++) {
+    if (nh == 32)
+      return wr_err_set(err, WR_EINVAL, "pager: at most 32 request headers");
+    has_accept |= names_header(*h, "Accept");
+    hs[nh++] = *h;
+  }
+  if (binary && has_accept)
+    return wr_err_set(err, WR_EINVAL, "pager: binary pages set their own Accept header");
+  if (!has_accept)
+    hs[nh++] = binary ? "Accept: " WR_SYNC_PROTOBUF_TYPE : "Accept: application/json";
+  hs[nh] = NULL;
   char *url = strdup(p->url);
   if (!url)
     return wr_err_set(err, WR_ENOMEM, "out of memory");
+  page pg = {0};
   int rc = 0;
   for (;;) {
     if (p->stop && *p->stop) {
       rc = wr_err_set(err, WR_ESTOPPED, "catch-up stopped");
       break;
     }
-    json_t *page = NULL;
-    rc = fetch_page(p, url, &page, err);
+    rc = fetch_page(p, binary, url, hs, &pg, err);
     if (rc)
       break;
-    json_t *arr = json_object_get(page, "items");
-    rc = fn(arr, user);
-    if (rc) {
-      json_decref(page);
-      break;
+    size_t n;
+    const char *next;
+    if (binary) {
+      n = pg.n;
+      rc = bfn(pg.items, n, user);
+      next = pg.next;
+    } else {
+      json_t *arr = json_object_get(pg.json, "items");
+      n = json_array_size(arr);
+      rc = jfn(arr, user);
+      next = json_string_value(json_object_get(pg.json, "next_cursor"));
     }
+    if (rc)
+      break;
     if (pages)
       (*pages)++;
     if (items)
-      *items += json_array_size(arr);
-    json_t *next = json_object_get(page, "next_cursor");
-    if (!next || json_is_null(next)) {
-      json_decref(page);
+      *items += n;
+    if (!next)
       break;
-    }
-    char *nu = url_with_cursor(p->url, json_string_value(next));
-    json_decref(page);
+    char *nu = url_with_cursor(p->url, next);
     if (!nu) {
       rc = wr_err_set(err, WR_ENOMEM, "out of memory");
       break;
@@ -326,6 +482,18 @@ int wr_sync_pages(const wr_sync_pager *p, wr_sync_page_fn fn, void *user, size_t
     free(url);
     url = nu;
   }
+  page_reset(&pg);
+  free(pg.items);
   free(url);
   return rc;
+}
+
+int wr_sync_pages(const wr_sync_pager *p, wr_sync_page_fn fn, void *user, size_t *pages,
+                  size_t *items, wr_err *err) {
+  return run_pages(p, false, fn, NULL, user, pages, items, err);
+}
+
+int wr_sync_pages_protobuf(const wr_sync_pager *p, wr_sync_bin_page_fn fn, void *user,
+                           size_t *pages, size_t *items, wr_err *err) {
+  return run_pages(p, true, NULL, fn, user, pages, items, err);
 }
