@@ -5,16 +5,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "app.h"
 #include "cursor.h"
 #include "events.h"
 #include "store.h"
 
-#define BULK_LIMIT_MAX 1000
+#include <warren/sync.h>
+
+#include "customer/v1/customer.pb-c.h"
+#include "warren/v1/page.pb-c.h"
+
+#define BULK_LIMIT_MAX     1000
 #define BULK_LIMIT_DEFAULT 100
-#define IDS_MAX 500
-#define DB_WAIT_MS 5000
+#define IDS_MAX            500
+#define DB_WAIT_MS         5000
 
 /* ---- helpers ----------------------------------------------------------------- */
 
@@ -273,8 +279,9 @@ static void patch_customer(wr_http_req *req, void *user) {
   } else {
     if (n > 0) {
       wr_relay_wake(a->relay);
-      wr_log_info(wr_http_req_correlation_id(req), "customer updated id=%s version=%" PRIu64
-                  " changes=%zu event_id=%s", cu.id, cu.version, n, ob.last_event_id);
+      wr_log_info(wr_http_req_correlation_id(req),
+                  "customer updated id=%s version=%" PRIu64 " changes=%zu event_id=%s", cu.id,
+                  cu.version, n, ob.last_event_id);
     }
     reply_customer(req, 200, &cu);
   }
@@ -332,8 +339,9 @@ static void delete_customer(wr_http_req *req, void *user) {
     wr_reply_db_error(req, rc, &err);
   } else {
     wr_relay_wake(a->relay);
-    wr_log_info(wr_http_req_correlation_id(req), "customer deleted id=%s version=%" PRIu64
-                " event_id=%s", cu.id, cu.version, ob.last_event_id);
+    wr_log_info(wr_http_req_correlation_id(req),
+                "customer deleted id=%s version=%" PRIu64 " event_id=%s", cu.id, cu.version,
+                ob.last_event_id);
     wr_http_reply_empty(req, 204);
   }
 }
@@ -435,23 +443,130 @@ static void jb_customer(jbuf *b, const customer *cu) {
   jb_lit(b, "}");
 }
 
+/* The binary page (Accept: application/x-protobuf): every item a packed
+ * customer.v1.Customer, in a warren.v1.Page (schemas/warren/v1/page.proto). */
+static Customer__V1__CustomerStatus proto_status(customer_status st) {
+  switch (st) {
+  case CUSTOMER_ACTIVE:
+    return CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_ACTIVE;
+  case CUSTOMER_PENDING:
+    return CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_PENDING;
+  case CUSTOMER_SUSPENDED:
+    return CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_SUSPENDED;
+  case CUSTOMER_DELETED:
+    return CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED;
+  }
+  return CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_UNSPECIFIED;
+}
+
 struct list_state {
-  jbuf out; /* {"items":[ ... */
-  size_t n;
-  customer last;
+  bool binary;
+  jbuf out;     /* JSON: {"items":[ ...; binary: the packed items, back to back */
+  size_t *ends; /* binary: where each item ends in out */
+  size_t n, ends_cap;
+  int64_t last_updated_us;
+  char last_id[WR_UUID_STRLEN];
 };
+
+/* Appends one packed customer.v1.Customer to the binary page. */
+static void pb_customer(struct list_state *s, const customer *cu) {
+  Customer__V1__Customer m = CUSTOMER__V1__CUSTOMER__INIT;
+  Google__Protobuf__Timestamp created = GOOGLE__PROTOBUF__TIMESTAMP__INIT,
+                              updated = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  created.seconds = cu->created_us / 1000000;
+  created.nanos = (int32_t)(cu->created_us % 1000000) * 1000;
+  updated.seconds = cu->updated_us / 1000000;
+  updated.nanos = (int32_t)(cu->updated_us % 1000000) * 1000;
+  m.id = (char *)cu->id;
+  m.name = (char *)cu->name;
+  m.email = (char *)cu->email;
+  m.status = proto_status(cu->status);
+  m.created_at = &created;
+  m.updated_at = &updated;
+  m.version = cu->version;
+  size_t len = customer__v1__customer__get_packed_size(&m);
+  jbuf *b = &s->out;
+  if (s->n == s->ends_cap) {
+    size_t cap = s->ends_cap ? s->ends_cap * 2 : 256;
+    size_t *ne = realloc(s->ends, cap * sizeof *ne);
+    if (!ne) {
+      b->oom = true;
+      return;
+    }
+    s->ends = ne;
+    s->ends_cap = cap;
+  }
+  size_t at = b->len;
+  jb_put(b, "", 0); /* room for the terminating NUL, then grow to fit the item */
+  if (!b->oom && b->len + len + 1 > b->cap) {
+    size_t cap = b->cap;
+    while (cap < b->len + len + 1)
+      cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+      b->oom = true;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  if (b->oom)
+    return;
+  b->len = at + customer__v1__customer__pack(&m, (uint8_t *)b->p + at);
+  s->ends[s->n] = b->len;
+}
 
 static int collect(const customer *cu, void *user) {
   struct list_state *s = user;
-  if (s->n++)
-    jb_put(&s->out, ",", 1);
-  jb_customer(&s->out, cu);
-  s->last = *cu;
+  if (s->binary) {
+    pb_customer(s, cu);
+  } else {
+    if (s->n)
+      jb_put(&s->out, ",", 1);
+    jb_customer(&s->out, cu);
+  }
+  s->n++;
+  s->last_updated_us = cu->updated_us;
+  memcpy(s->last_id, cu->id, sizeof s->last_id);
   return s->out.oom ? WR_ENOMEM : 0;
 }
 
-/* Ends the page ({"items":[...],"next_cursor":null|"..."}) and replies with it. */
+static void list_state_free(struct list_state *s) {
+  free(s->out.p);
+  free(s->ends);
+}
+
+/* Ends the page and replies with it: JSON {"items":[...],"next_cursor":null|"..."}, or
+ * binary a warren.v1.Page (next_cursor empty on the last page). */
 static void reply_page(wr_http_req *req, struct list_state *s, const char *next_cursor) {
+  if (s->binary) {
+    ProtobufCBinaryData *items = s->n ? malloc(s->n * sizeof *items) : NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (s->n == 0 || items) {
+      Warren__V1__Page pg = WARREN__V1__PAGE__INIT;
+      for (size_t i = 0; i < s->n; i++) {
+        size_t start = i ? s->ends[i - 1] : 0;
+        items[i] =
+            (ProtobufCBinaryData){.len = s->ends[i] - start, .data = (uint8_t *)s->out.p + start};
+      }
+      pg.n_items = s->n;
+      pg.items = items;
+      pg.next_cursor = next_cursor ? (char *)next_cursor : (char *)"";
+      len = warren__v1__page__get_packed_size(&pg);
+      buf = malloc(len ? len : 1);
+      if (buf)
+        warren__v1__page__pack(&pg, buf);
+    }
+    if (!buf)
+      wr_http_reply_error(req, 503, "unavailable", "out of memory");
+    else
+      wr_http_reply_bytes(req, 200, WR_SYNC_PROTOBUF_TYPE, buf, len);
+    free(buf);
+    free(items);
+    list_state_free(s);
+    return;
+  }
   jb_lit(&s->out, "],\"next_cursor\":");
   if (next_cursor)
     jb_string(&s->out, next_cursor);
@@ -462,7 +577,71 @@ static void reply_page(wr_http_req *req, struct list_state *s, const char *next_
     wr_http_reply_error(req, 503, "unavailable", "out of memory");
   else
     wr_http_reply_bytes(req, 200, "application/json", s->out.p, s->out.len);
-  free(s->out.p);
+  list_state_free(s);
+}
+
+/* The q value of one Accept element's parameters (";q=0.5"): 1000 for 1, 0 for 0,
+ * 1000 when absent or not a valid qvalue. */
+static int accept_q(const char *params, size_t len) {
+  int q = 1000;
+  for (size_t i = 0; i < len; i++) {
+    if (params[i] != ';')
+      continue;
+    size_t j = i + 1;
+    while (j < len && (params[j] == ' ' || params[j] == '\t'))
+      j++;
+    if (j + 2 > len || (params[j] != 'q' && params[j] != 'Q') || params[j + 1] != '=')
+      continue;
+    j += 2;
+    if (j < len && params[j] == '1')
+      return 1000;
+    if (j >= len || params[j] != '0')
+      return 1000;
+    q = 0;
+    j++;
+    if (j < len && params[j] == '.') {
+      int scale = 100;
+      for (j++; j < len && params[j] >= '0' && params[j] <= '9' && scale > 0; j++, scale /= 10)
+        q += (params[j] - '0') * scale;
+    }
+    return q;
+  }
+  return q;
+}
+
+/* Content negotiation of the bulk endpoint: binary pages when Accept names
+ * application/x-protobuf with a q value above 0 and at least that of the JSON it
+ * would otherwise get (application/json, any application type, any type). Anything else, no
+ * Accept included, gets JSON, the default. */
+static bool wants_protobuf(wr_http_req *req) {
+  const char *acc = wr_http_req_header(req, "Accept");
+  if (!acc)
+    return false;
+  int q_pb = -1, q_json = -1;
+  for (const char *p = acc; *p;) {
+    size_t el = strcspn(p, ",");
+    const char *e = p;
+    while (e < p + el && (*e == ' ' || *e == '\t'))
+      e++;
+    size_t tl = strcspn(e, ";,");
+    size_t ml = tl;
+    while (ml > 0 && (e[ml - 1] == ' ' || e[ml - 1] == '\t'))
+      ml--;
+    int q = accept_q(e + tl, (size_t)(p + el - (e + tl)));
+    if (ml == strlen(WR_SYNC_PROTOBUF_TYPE) && strncasecmp(e, WR_SYNC_PROTOBUF_TYPE, ml) == 0) {
+      if (q > q_pb)
+        q_pb = q;
+    } else if ((ml == 16 && strncasecmp(e, "application/json", 16) == 0) ||
+               (ml == 13 && strncasecmp(e, "application/*", 13) == 0) ||
+               (ml == 3 && strncmp(e, "*/*", 3) == 0)) {
+      if (q > q_json)
+        q_json = q;
+    }
+    p += el;
+    if (*p == ',')
+      p++;
+  }
+  return q_pb > 0 && q_pb >= q_json;
 }
 
 struct query_check {
@@ -502,15 +681,19 @@ static void list_customers(wr_http_req *req, void *user) {
                         "unknown parameter (allowed: updated_since, limit, cursor, ids)");
     return;
   }
-  const char *ids_p = wr_http_req_query(req, "ids"), *since_p = wr_http_req_query(req, "updated_since"),
-             *limit_p = wr_http_req_query(req, "limit"), *cursor_p = wr_http_req_query(req, "cursor");
-  struct list_state s = {0};
-  jb_lit(&s.out, "{\"items\":[");
+  const char *ids_p = wr_http_req_query(req, "ids"),
+             *since_p = wr_http_req_query(req, "updated_since"),
+             *limit_p = wr_http_req_query(req, "limit"),
+             *cursor_p = wr_http_req_query(req, "cursor");
+  struct list_state s = {.binary = wants_protobuf(req)};
+  wr_http_reply_header(req, "Vary", "Accept");
+  if (!s.binary)
+    jb_lit(&s.out, "{\"items\":[");
   wr_err err = {0};
   int rc;
   if (ids_p) {
     if (since_p || limit_p || cursor_p) {
-      free(s.out.p);
+      list_state_free(&s);
       wr_http_reply_error(req, 400, "invalid_parameter", "ids cannot be combined with paging");
       return;
     }
@@ -525,7 +708,7 @@ static void list_customers(wr_http_req *req, void *user) {
     if (n < 0) {
       free(buf);
       free(ids);
-      free(s.out.p);
+      list_state_free(&s);
       wr_http_reply_error(req, 400, "invalid_parameter",
                           "ids must be 1..%d comma-separated ids of at most 64 bytes", IDS_MAX);
       return;
@@ -534,7 +717,7 @@ static void list_customers(wr_http_req *req, void *user) {
     if (!c) {
       free(buf);
       free(ids);
-      free(s.out.p);
+      list_state_free(&s);
       return;
     }
     rc = store_by_ids(c, ids, (size_t)n, collect, &s, &err);
@@ -542,7 +725,7 @@ static void list_customers(wr_http_req *req, void *user) {
     free(buf);
     free(ids);
     if (rc) {
-      free(s.out.p);
+      list_state_free(&s);
       wr_reply_db_error(req, rc, &err);
       return;
     }
@@ -554,7 +737,7 @@ static void list_customers(wr_http_req *req, void *user) {
   cursor cur;
   bool has_cursor = false;
   if (limit_p && wr_option_uint("limit", limit_p, 1, BULK_LIMIT_MAX, &limit, &err) != 0) {
-    free(s.out.p);
+    list_state_free(&s);
     wr_http_reply_error(req, 400, "invalid_parameter", "limit must be 1..%d", BULK_LIMIT_MAX);
     return;
   }
@@ -562,7 +745,7 @@ static void list_customers(wr_http_req *req, void *user) {
     int64_t secs;
     int32_t nanos;
     if (wr_rfc3339_parse(since_p, &secs, &nanos) != 0) {
-      free(s.out.p);
+      list_state_free(&s);
       wr_http_reply_error(req, 400, "invalid_parameter", "updated_since must be RFC 3339");
       return;
     }
@@ -570,7 +753,7 @@ static void list_customers(wr_http_req *req, void *user) {
   }
   if (cursor_p) {
     if (cursor_decode(cursor_p, &cur) != 0) {
-      free(s.out.p);
+      list_state_free(&s);
       wr_http_reply_error(req, 400, "invalid_cursor", "cursor is not valid");
       return;
     }
@@ -578,7 +761,7 @@ static void list_customers(wr_http_req *req, void *user) {
   }
   PGconn *c = take_conn(a, req);
   if (!c) {
-    free(s.out.p);
+    list_state_free(&s);
     return;
   }
   bool more = false;
@@ -586,17 +769,17 @@ static void list_customers(wr_http_req *req, void *user) {
                   collect, &s, &more, &err);
   wr_db_pool_release(a->pool, c);
   if (rc) {
-    free(s.out.p);
+    list_state_free(&s);
     wr_reply_db_error(req, rc, &err);
     return;
   }
   char enc[CURSOR_MAX + 1];
   if (more) {
-    cursor nc = {.updated_us = s.last.updated_us};
-    snprintf(nc.id, sizeof nc.id, "%s", s.last.id);
+    cursor nc = {.updated_us = s.last_updated_us};
+    snprintf(nc.id, sizeof nc.id, "%s", s.last_id);
     if (cursor_encode(&nc, enc, sizeof enc) != 0) {
       /* never a null cursor here: the client would take the page for the last one */
-      free(s.out.p);
+      list_state_free(&s);
       wr_http_reply_error(req, 500, "internal", "cannot encode the next cursor");
       return;
     }
@@ -686,7 +869,9 @@ static void post_snapshots(wr_http_req *req, void *user) {
   wr_http_reply_json(req, 200, json_pack("{s:I}", "emitted", (json_int_t)n));
 }
 
-static void healthz(wr_http_req *req, void *user) { wr_reply_healthz(req); }
+static void healthz(wr_http_req *req, void *user) {
+  wr_reply_healthz(req);
+}
 
 static void readyz(wr_http_req *req, void *user) {
   app *a = user;
