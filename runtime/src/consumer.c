@@ -20,14 +20,34 @@
  *
  * Why the guard is decided per batch: a round trip per message for the version check
  * would cap the consumer at a few thousand events per second. wr_msg_guard instead
- * reads the stored versions of every aggregate in the transaction once (SELECT ... FOR
- * UPDATE, which also serialises competing consumers on existing aggregates), decides
- * in memory with the rule of wr_guard_advance, and writes the final versions with one
- * upsert that repeats the rule in its WHERE clause. An aggregate seen for the first
- * time has no row to lock: if a competing transaction created it meanwhile, the final
- * upsert writes fewer rows than decided, the batch is rolled back and run again, and
- * the second run sees the committed row. Handlers therefore never apply a stale
- * version, even with several consumers on one queue.
+ * reads the stored versions of every aggregate in the transaction once, decides in
+ * memory with the rule of wr_guard_advance, and writes the final versions with one
+ * statement before COMMIT. Two ways, same verdicts:
+ *
+ *   optimistic (a batch of several messages, the default): the read takes no lock;
+ *            the write is a compare-and-set: every aggregate the transaction applied
+ *            an event to is updated only where its row still holds the version (and
+ *            tombstone) that was read, or inserted only where it still has no row.
+ *            If any row does not match, a competing transaction changed it after the
+ *            read: the transaction is rolled back (so are the handlers' writes) and
+ *            run again the locking way. A row lock per aggregate read costs the
+ *            database a WAL record and a page write per event; competing consumers
+ *            on one queue are the exception, not the rule.
+ *   locking  (one message per transaction, the rerun after a conflict, and the next
+ *            LOCKED_AFTER_CONFLICT batches): SELECT ... FOR UPDATE in key order,
+ *            which serialises competing consumers on existing aggregates, then one
+ *            upsert that repeats the rule in its WHERE clause. An aggregate seen for
+ *            the first time has no row to lock: if a competing transaction created it
+ *            meanwhile, the upsert writes fewer rows than decided, the transaction is
+ *            rolled back and run again, and the second run sees the committed row.
+ *
+ * An aggregate whose events were all stale is not written either way: a stored version
+ * only grows, so what was stale at the read stays stale. Handlers therefore never
+ * apply a stale version, even with several consumers on one queue. Without the row
+ * locks, competing consumers whose handlers write shared rows in different orders can
+ * deadlock; PostgreSQL aborts one of them, and a statement that failed in an
+ * optimistic transaction also makes it run again the locking way before anything is
+ * concluded about its messages.
  *
  * Connection loss: deliveries belong to one connection generation; after a broker
  * reconnect they are simply redelivered by RabbitMQ (their tags are never acked). A
@@ -62,6 +82,10 @@
 /* Attempts to run one message again when a competing consumer created its aggregate's
  * guard row concurrently (see above), before it counts as a handler failure. */
 #define GUARD_CONFLICT_RETRIES 3
+/* After an optimistic transaction met a competing writer, this many following batches
+ * take the row locks right away (competition tends to last: a second consumer on the
+ * queue), then the consumer tries without them again. */
+#define LOCKED_AFTER_CONFLICT 64
 /* Backoff of database outages and of unconfirmed copies. */
 #define BACKOFF_BASE_MS 250
 #define BACKOFF_MAX_MS 15000
@@ -98,6 +122,33 @@ static const char gload_sql[] =
     "   ON v.aggregate_type = k.t AND v.aggregate_id = k.id"
     " WHERE v.scope = $1"
     " ORDER BY v.aggregate_type, v.aggregate_id FOR UPDATE OF v";
+/* The optimistic read: the same rows, no lock. */
+static const char gpeek_stmt[] = "warren_consumer_guard_peek";
+static const char gpeek_sql[] =
+    "SELECT v.aggregate_type, v.aggregate_id, v.version, v.tombstone"
+    " FROM warren_versions v"
+    " JOIN unnest($2::text[], $3::text[]) AS k(t, id)"
+    "   ON v.aggregate_type = k.t AND v.aggregate_id = k.id"
+    " WHERE v.scope = $1";
+/* The optimistic write, a compare-and-set per aggregate: k.had = a row was read, with
+ * version k.old and tombstone k.old_tomb. Updates wait for a competing writer's row
+ * lock and then re-check their condition against its committed row (READ COMMITTED),
+ * inserts wait for a competing uncommitted insert of the key and then do nothing: the
+ * count is the number of aggregates that still held what was read. Keys come sorted,
+ * so row locks are taken in key order. */
+static const char gcas_stmt[] = "warren_consumer_guard_cas";
+static const char gcas_sql[] =
+    "WITH k AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::boolean[],"
+    "   $6::boolean[], $7::bigint[], $8::boolean[]) AS k(t, id, ver, tomb, had, old, old_tomb)),"
+    " u AS (UPDATE warren_versions v SET version = k.ver, tombstone = k.tomb,"
+    "   updated_at = now() FROM k"
+    "   WHERE k.had AND v.scope = $1 AND v.aggregate_type = k.t AND v.aggregate_id = k.id"
+    "   AND v.version = k.old AND v.tombstone = k.old_tomb RETURNING 1),"
+    " i AS (INSERT INTO warren_versions (scope, aggregate_type, aggregate_id, version,"
+    "   tombstone, updated_at)"
+    "   SELECT $1, k.t, k.id, k.ver, k.tomb, now() FROM k WHERE NOT k.had ORDER BY k.t, k.id"
+    "   ON CONFLICT DO NOTHING RETURNING 1)"
+    " SELECT (SELECT count(*) FROM u) + (SELECT count(*) FROM i)";
 static const char gsave_stmt[] = "warren_consumer_guard_save";
 static const char gsave_sql[] =
     "INSERT INTO warren_versions AS v (scope, aggregate_type, aggregate_id, version,"
@@ -145,7 +196,11 @@ typedef struct gkey {
   const char *id;
   uint64_t cur; /* newest version: stored, then advanced in memory */
   bool cur_tomb;
-  bool dirty;
+  bool dirty;    /* cur differs from what was read */
+  bool applied;  /* an event of the transaction applied to it (also a same-version snapshot) */
+  bool had;      /* a row was read ... */
+  uint64_t read; /* ... holding this version */
+  bool read_tomb;
 } gkey;
 
 typedef struct item item;
@@ -193,7 +248,7 @@ typedef struct stream_from {
 
 typedef struct counters {
   uint64_t applied, duplicates, stale, retried, dead_lettered, skipped, batches, fallbacks,
-      reconnects;
+      reconnects, guard_conflicts;
 } counters;
 
 struct wr_consumer {
@@ -243,6 +298,9 @@ struct wr_consumer {
   gkey *keys;
   size_t n_keys;
   bool keys_loaded;
+  bool txn_lock;        /* the transaction in progress takes the guard's row locks */
+  bool txn_stmt_failed; /* its failure came with a failed statement */
+  unsigned locked_left; /* batches still to run the locking way (LOCKED_AFTER_CONFLICT) */
   size_t *txn; /* indexes of the items of the current transaction */
   size_t n_txn;
   size_t *pending; /* the items left for the one-by-one pass */
@@ -711,6 +769,8 @@ static int db_open(wr_consumer *c, wr_err *err) {
   if ((rc = prepare(c, inbox_stmt, inbox_sql, 2, err)) < 0 ||
       (rc = prepare(c, gload_stmt, gload_sql, 3, err)) < 0 ||
       (rc = prepare(c, gsave_stmt, gsave_sql, 5, err)) < 0 ||
+      (rc = prepare(c, gpeek_stmt, gpeek_sql, 3, err)) < 0 ||
+      (rc = prepare(c, gcas_stmt, gcas_sql, 8, err)) < 0 ||
       (rc = prepare(c, cleanup_stmt, cleanup_sql, 3, err)) < 0) {
     db_close(c);
     return rc;
@@ -1035,12 +1095,13 @@ static int gkey_find(const wr_consumer *c, const char *type, const char *id) {
   return -1;
 }
 
-/* Reads and locks the stored versions of every aggregate in the transaction. */
+/* Reads (and in a locking transaction locks) the stored versions of every aggregate
+ * in the transaction. */
 static int guard_load(wr_consumer *c, wr_err *err) {
   c->n_keys = 0;
   for (size_t k = 0; k < c->n_txn; k++) {
     const item *it = &c->items[c->txn[k]];
-    c->keys[c->n_keys++] = (gkey){it->meta->aggregate_type, it->meta->aggregate_id, 0, false, false};
+    c->keys[c->n_keys++] = (gkey){.type = it->meta->aggregate_type, .id = it->meta->aggregate_id};
   }
   qsort(c->keys, c->n_keys, sizeof *c->keys, gkey_sort);
   size_t w = 0;
@@ -1066,14 +1127,17 @@ static int guard_load(wr_consumer *c, wr_err *err) {
     rc = wr_err_set(err, WR_ENOMEM, "version guard: out of memory");
   } else {
     const char *params[3] = {c->name, ts.p, ids.p};
-    PGresult *r = PQexecPrepared(c->db, gload_stmt, 3, params, NULL, NULL, 0);
+    PGresult *r =
+        PQexecPrepared(c->db, c->txn_lock ? gload_stmt : gpeek_stmt, 3, params, NULL, NULL, 0);
     rc = wr_db_check(c->db, r, PGRES_TUPLES_OK, "version guard read", err);
     for (int row = 0; rc == 0 && row < PQntuples(r); row++) {
       int k = gkey_find(c, PQgetvalue(r, row, 0), PQgetvalue(r, row, 1));
       if (k < 0)
         continue;
-      c->keys[k].cur = strtoull(PQgetvalue(r, row, 2), NULL, 10);
-      c->keys[k].cur_tomb = PQgetvalue(r, row, 3)[0] == 't';
+      gkey *g = &c->keys[k];
+      g->cur = g->read = strtoull(PQgetvalue(r, row, 2), NULL, 10);
+      g->cur_tomb = g->read_tomb = PQgetvalue(r, row, 3)[0] == 't';
+      g->had = true;
     }
     PQclear(r);
   }
@@ -1110,6 +1174,8 @@ int wr_msg_guard(wr_msg *m) {
    * rewriting it repairs contents that version checksums cannot see. */
   bool same_snapshot = it->h->t->kind == WR_KIND_SNAPSHOT && v == k->cur && !k->cur_tomb;
   int apply = (v > k->cur || same_snapshot) && (!k->cur_tomb || tomb);
+  if (apply)
+    k->applied = true;
   if (apply && same_snapshot) {
     /* nothing to record: the stored version stays */
   } else if (apply) {
@@ -1164,6 +1230,58 @@ static int guard_save(wr_consumer *c, wr_err *err) {
   wr__sb_free(&ids);
   wr__sb_free(&vs);
   wr__sb_free(&tbs);
+  return rc;
+}
+
+/* The optimistic write: compare-and-set of every aggregate an event applied to (see
+ * the top of the file). Returns 0, 1 when a competing transaction changed one of the
+ * rows after the read (run the transaction again the locking way), or <0. */
+static int guard_cas(wr_consumer *c, wr_err *err) {
+  size_t n = 0;
+  wr__sbuf ts = {0}, ids = {0}, vs = {0}, tbs = {0}, had = {0}, olds = {0}, otbs = {0};
+  wr__sbuf *all[7] = {&ts, &ids, &vs, &tbs, &had, &olds, &otbs};
+  for (size_t a = 0; a < 7; a++)
+    wr__sb_cstr(all[a], "{");
+  for (size_t k = 0; k < c->n_keys; k++) {
+    const gkey *g = &c->keys[k];
+    if (!g->applied)
+      continue;
+    const char *sep = n ? "," : "";
+    char num[24];
+    wr__sb_pg_elem(&ts, g->type, n == 0);
+    wr__sb_pg_elem(&ids, g->id, n == 0);
+    snprintf(num, sizeof num, "%s%" PRIu64, sep, g->cur);
+    wr__sb_cstr(&vs, num);
+    wr__sb_cstr(&tbs, sep);
+    wr__sb_cstr(&tbs, g->cur_tomb ? "t" : "f");
+    wr__sb_cstr(&had, sep);
+    wr__sb_cstr(&had, g->had ? "t" : "f");
+    snprintf(num, sizeof num, "%s%" PRIu64, sep, g->read);
+    wr__sb_cstr(&olds, num);
+    wr__sb_cstr(&otbs, sep);
+    wr__sb_cstr(&otbs, g->read_tomb ? "t" : "f");
+    n++;
+  }
+  bool oom = false;
+  for (size_t a = 0; a < 7; a++) {
+    wr__sb_cstr(all[a], "}");
+    oom = oom || all[a]->oom;
+  }
+  int rc = 0;
+  if (n == 0) {
+    rc = 0;
+  } else if (oom) {
+    rc = wr_err_set(err, WR_ENOMEM, "version guard: out of memory");
+  } else {
+    const char *params[8] = {c->name, ts.p, ids.p, vs.p, tbs.p, had.p, olds.p, otbs.p};
+    PGresult *r = PQexecPrepared(c->db, gcas_stmt, 8, params, NULL, NULL, 0);
+    rc = wr_db_check(c->db, r, PGRES_TUPLES_OK, "version guard write", err);
+    if (rc == 0 && (PQntuples(r) != 1 || strtoull(PQgetvalue(r, 0, 0), NULL, 10) != n))
+      rc = 1;
+    PQclear(r);
+  }
+  for (size_t a = 0; a < 7; a++)
+    wr__sb_free(all[a]);
   return rc;
 }
 
@@ -1266,11 +1384,15 @@ static double occurred_to_now_s(const wr_meta *m, int64_t now_ns) {
   return d < 0 ? 0 : d;
 }
 
-/* Runs the items listed in c->txn in one transaction. On TX_FAIL *failed is the index
- * (into c->txn) of the item whose handler failed, or -1 if the failure is not
- * attributable to one item; err holds the database detail for TX_DB. */
-static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
+/* Runs the items listed in c->txn in one transaction, taking the guard's row locks
+ * (lock) or optimistic. On TX_FAIL *failed is the index (into c->txn) of the item
+ * whose handler failed, or -1 if the failure is not attributable to one item, and
+ * c->txn_stmt_failed tells whether a statement failed; err holds the database detail
+ * for TX_DB. */
+static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
   *failed = -1;
+  c->txn_lock = lock;
+  c->txn_stmt_failed = false;
   c->keys_loaded = false;
   c->n_keys = 0;
   for (size_t k = 0; k < c->n_txn; k++) {
@@ -1311,6 +1433,7 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
     }
     if (rc != 0) {
       bool broken = wr_db_broken(c->db);
+      c->txn_stmt_failed = PQtransactionStatus(c->db) == PQTRANS_INERROR;
       txn_abort(c);
       if (broken) {
         wr_err_set(err, WR_EDB, "connection lost during a handler");
@@ -1334,6 +1457,7 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
                       PQerrorMessage(c->db));
     if (rc != 0) {
       bool broken = wr_db_broken(c->db);
+      c->txn_stmt_failed = PQtransactionStatus(c->db) == PQTRANS_INERROR;
       txn_abort(c);
       if (broken) {
         *err = e;
@@ -1351,9 +1475,10 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
   if (c->keys_loaded) {
     wr_err e;
     wr_err_clear(&e);
-    int rc = guard_save(c, &e);
+    int rc = c->txn_lock ? guard_save(c, &e) : guard_cas(c, &e);
     if (rc != 0) {
       bool broken = wr_db_broken(c->db);
+      c->txn_stmt_failed = rc < 0;
       txn_abort(c);
       if (rc == 1)
         return TX_CONFLICT;
@@ -1378,6 +1503,7 @@ static txn_result run_txn(wr_consumer *c, int *failed, wr_err *err) {
     wr_db_check(c->db, r, PGRES_COMMAND_OK, "commit", &e);
     PQclear(r);
     bool broken = wr_db_broken(c->db);
+    c->txn_stmt_failed = true;
     txn_abort(c);
     if (broken) {
       /* The commit may or may not have happened: running the batch again is safe
@@ -1446,7 +1572,10 @@ static int settle(wr_consumer *c) {
       int failed;
       wr_err e;
       wr_err_clear(&e);
-      txn_result r = run_txn(c, &failed, &e);
+      bool lock = c->locked_left > 0;
+      if (lock)
+        c->locked_left--;
+      txn_result r = run_txn(c, lock, &failed, &e);
       if (r == TX_OK) {
         db_ok(c);
         return 0;
@@ -1454,6 +1583,14 @@ static int settle(wr_consumer *c) {
       if (r == TX_DB) {
         if (db_recover(c, &e, wr_db_broken(c->db)) < 0)
           return WR_ESTOPPED;
+        continue;
+      }
+      if (!lock && (r == TX_CONFLICT || c->txn_stmt_failed)) {
+        /* A competing writer (or a failed statement, e.g. a deadlock with one): the
+         * same batch again, the locking way, before anything is concluded. */
+        if (r == TX_CONFLICT)
+          count(c, &c->st.guard_conflicts, -1, 1);
+        c->locked_left = LOCKED_AFTER_CONFLICT + 1;
         continue;
       }
       one_by_one = true;
@@ -1473,7 +1610,7 @@ static int settle(wr_consumer *c) {
         int failed;
         wr_err e;
         wr_err_clear(&e);
-        txn_result r = run_txn(c, &failed, &e);
+        txn_result r = run_txn(c, true, &failed, &e);
         item *it = &c->items[list[j]];
         if (r == TX_OK) {
           db_ok(c);
@@ -2305,6 +2442,7 @@ void wr_consumer_stats_get(const wr_consumer *c, wr_consumer_stats *out) {
   out->batches = __atomic_load_n(&c->st.batches, __ATOMIC_RELAXED);
   out->batch_fallbacks = __atomic_load_n(&c->st.fallbacks, __ATOMIC_RELAXED);
   out->reconnects = __atomic_load_n(&c->st.reconnects, __ATOMIC_RELAXED);
+  out->guard_conflicts = __atomic_load_n(&c->st.guard_conflicts, __ATOMIC_RELAXED);
   out->connected = __atomic_load_n(&c->link_up, __ATOMIC_RELAXED) != 0;
   out->partitions_active = __atomic_load_n(&c->parts_active, __ATOMIC_RELAXED);
   out->handovers = __atomic_load_n(&c->handovers, __ATOMIC_RELAXED);

@@ -215,6 +215,8 @@ typedef struct wr_consumer_stats {
   uint64_t batches;        /* transactions committed */
   uint64_t batch_fallbacks;/* batches re-run one by one */
   uint64_t reconnects;
+  uint64_t guard_conflicts;/* optimistic batches run again with the guard's row locks
+                            * because a competing writer changed a guard row (wr_msg_guard) */
   bool connected;          /* broker and database connections currently open */
   /* partitioned: partitions this instance received from since it last registered
    * on them (a lower bound of those it serves), and partitions handed over */
@@ -256,14 +258,18 @@ WR_EXPORT wr_outbox *wr_msg_outbox(wr_msg *m);
  * rewriting it is harmless and repairs contents that reconciliation's version
  * checksums cannot see. <0 on database error (return it: the
  * batch is retried). Same rule as wr_guard_advance (except the snapshot case), decided for the whole
- * transaction: the first call reads and locks (FOR UPDATE) the stored versions of all
- * aggregates of the transaction, later calls decide in memory in delivery order, and
- * the new versions are written before COMMIT (a competing consumer that created an
- * aggregate's row meanwhile makes the transaction run again, so nothing stale is
- * ever applied). Calling it twice for one message returns the same answer. Inside a
+ * transaction: the first call reads the stored versions of all aggregates of the
+ * transaction, later calls decide in memory in delivery order, and the new versions
+ * are written before COMMIT. A transaction of one message reads with row locks (FOR
+ * UPDATE, in key order); a batch of several reads without them and writes as a
+ * compare-and-set, and if a competing consumer changed one of its aggregates in
+ * between, the whole transaction (handlers' writes included) is rolled back and run
+ * again with the locks (stats.guard_conflicts). Either way nothing stale is ever
+ * applied. Calling it twice for one message returns the same answer. Inside a
  * handler use this, not wr_guard_advance on the same aggregates, and call it before
- * writing (its row locks are taken in key order, which keeps competing consumers
- * free of deadlocks). */
+ * writing. Handlers of competing consumers that write shared rows in different orders
+ * may deadlock; PostgreSQL then aborts one statement and the consumer runs that batch
+ * again the locking way. */
 WR_EXPORT int wr_msg_guard(wr_msg *m);
 
 /* Marks the message stale for accounting when the handler guards by itself. */
