@@ -11,6 +11,10 @@
  * - optimistic guard, no conflict: a plain batch commits without a conflict, applies
  *   new and existing aggregates and skips stale and tombstoned ones, leaving the guard
  *   exactly where the rule says;
+ * - optimistic inbox insert, conflict: a competing transaction holds an uncommitted
+ *   inbox row of one event of the batch; the batch's plain insert waits for it and
+ *   fails with a unique violation when it commits; the batch runs again the locking
+ *   way, where that event is a duplicate and the others are applied, once;
  * - competing consumers with large batches (conflicts likely): every event is settled
  *   once, the view ends at the newest versions, history never goes back. */
 #include "test_consumer_fixture.h"
@@ -41,8 +45,8 @@ static int bump_handle(wr_msg *m, const ProtobufCMessage *ev, wr_fnptr fn, void 
     }
     wr_err e;
     wr_err_clear(&e);
-    x->rc[i] = wr_guard_advance(x->other, x->f->queue, "widget", meta->aggregate_id,
-                                x->bump_to[i], 0, &e);
+    x->rc[i] =
+        wr_guard_advance(x->other, x->f->queue, "widget", meta->aggregate_id, x->bump_to[i], 0, &e);
     if (x->rc[i] < 0)
       printf("[ info     ] bump of %s: %s\n", meta->aggregate_id, e.msg);
   }
@@ -101,20 +105,27 @@ static void optimistic_conflict(void **state) {
   assert_int_equal(x.rc[0], 1);
   assert_int_equal(x.rc[1], 1);
   /* the competitor's versions stand; the batch's writes for them were rolled back */
-  assert_int_equal(fx_scalar(&f, "SELECT version FROM warren_versions WHERE scope = '%s'"
-                                 " AND aggregate_id = 'w-exist'", f.queue), 9);
-  assert_int_equal(fx_scalar(&f, "SELECT version FROM warren_versions WHERE scope = '%s'"
-                                 " AND aggregate_id = 'w-new'", f.queue), 7);
+  assert_int_equal(fx_scalar(&f,
+                             "SELECT version FROM warren_versions WHERE scope = '%s'"
+                             " AND aggregate_id = 'w-exist'",
+                             f.queue),
+                   9);
+  assert_int_equal(fx_scalar(&f,
+                             "SELECT version FROM warren_versions WHERE scope = '%s'"
+                             " AND aggregate_id = 'w-new'",
+                             f.queue),
+                   7);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE id = 'w-exist'"
-                                 " AND version = 1 AND name = 'orig'"), 1);
+                                 " AND version = 1 AND name = 'orig'"),
+                   1);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE id = 'w-new'"), 0);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM history WHERE id IN ('w-exist', 'w-new')"),
                    0);
   /* the ordinary events are applied once, by the rerun */
   assert_int_equal(fx_scalar(&f, "SELECT version FROM widgets WHERE id = 'w-plain'"), 2);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM history WHERE id = 'w-plain'"), 2);
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM warren_inbox WHERE consumer = '%s'",
-                             f.queue), 4);
+  assert_int_equal(
+      fx_scalar(&f, "SELECT count(*) FROM warren_inbox WHERE consumer = '%s'", f.queue), 4);
   /* every handler ran twice: once optimistic, once with the locks */
   size_t exist_calls = 0;
   for (size_t i = 0; i < f.n_attempts; i++)
@@ -124,6 +135,58 @@ static void optimistic_conflict(void **state) {
   assert_int_equal(f.n_attempts, 8);
   assert_int_equal(fx_depth(&f, ""), 0);
   PQfinish(x.other);
+  fx_done(&f);
+}
+
+static bool consumer_waits_for_lock(void *user) {
+  fx *f = user;
+  return fx_scalar(
+             f, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name LIKE 'warren-consumer%%' AND wait_event_type = 'Lock'") > 0;
+}
+
+static void optimistic_inbox_conflict(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f, "optinbox");
+  f.opts.batch_size = 50;
+  f.opts.batch_wait_ms = 500;
+  PGconn *other = other_conn(&f);
+  fx_create(&f);
+  char id[WR_UUID_STRLEN];
+  assert_int_equal(wr_uuid_v7(id), 0);
+  fx_ev ev = {.kind = TESTEV_CREATED, .event_id = id, .agg_id = "i-dup", .version = 1, .name = "x"};
+  fx_event(&f, &ev, NULL);
+  fx_simple(&f, TESTEV_CREATED, "i-one", 1, "x");
+  fx_simple(&f, TESTEV_CREATED, "i-two", 1, "x");
+  /* a competitor has inserted the first event's inbox row and not committed yet */
+  PQclear(wt_pg_exec(other, "BEGIN"));
+  char sql[300];
+  snprintf(sql, sizeof sql, "INSERT INTO warren_inbox (consumer, event_id) VALUES ('%s', '%s')",
+           f.queue, id);
+  PQclear(wt_pg_exec(other, sql));
+  assert_int_equal(wr_consumer_start(f.c), 0);
+  if (!wt_wait_until(consumer_waits_for_lock, &f, 30000))
+    fail_msg("the consumer's inbox insert never waited for the competitor");
+  PQclear(wt_pg_exec(other, "COMMIT"));
+  FX_WAIT_STAT(&f, applied, 2, 30000);
+  FX_WAIT_STAT(&f, duplicates, 1, 30000);
+  wr_consumer_stats s = fx_stats(&f);
+  assert_int_equal(s.guard_conflicts, 1);
+  assert_int_equal(s.batches, 1);
+  assert_int_equal(s.applied, 2);
+  assert_int_equal(s.duplicates, 1);
+  assert_int_equal(s.batch_fallbacks + s.retried + s.dead_lettered + s.stale, 0);
+  /* the duplicate's handler never ran; the others ran once (the failed insert came
+   * before any handler) */
+  assert_int_equal(f.n_attempts, 2);
+  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM history"), 2);
+  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE id = 'i-dup'"), 0);
+  assert_int_equal(
+      fx_scalar(&f, "SELECT count(*) FROM warren_inbox WHERE consumer = '%s'", f.queue), 3);
+  fx_stop(&f, "optimistic_inbox_conflict");
+  assert_int_equal(fx_depth(&f, ""), 0);
+  PQfinish(other);
   fx_done(&f);
 }
 
@@ -138,8 +201,7 @@ static void optimistic_no_conflict(void **state) {
   f.opts.batch_wait_ms = 500;
   PGconn *other = other_conn(&f);
   assert_int_equal(wr_guard_advance(other, f.queue, "widget", "old", 3, 0, NULL), 1);
-  assert_int_equal(wr_guard_advance(other, f.queue, "widget", "gone", 4, WR_GUARD_TOMBSTONE,
-                                    NULL),
+  assert_int_equal(wr_guard_advance(other, f.queue, "widget", "gone", 4, WR_GUARD_TOMBSTONE, NULL),
                    1);
   PQclear(wt_pg_exec(f.pg, "INSERT INTO widgets (id, name, count, version)"
                            " VALUES ('old', 'orig', 30, 3)"));
@@ -159,10 +221,11 @@ static void optimistic_no_conflict(void **state) {
   assert_int_equal(s.batches, 1);
   assert_int_equal(s.applied, 4);
   assert_int_equal(s.stale, 2);
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM warren_versions WHERE scope = '%s'"
-                                 " AND ((aggregate_id = 'old' AND version = 4 AND NOT tombstone)"
-                                 " OR (aggregate_id = 'gone' AND version = 4 AND tombstone)"
-                                 " OR (aggregate_id = 'fresh' AND version = 3 AND tombstone))",
+  assert_int_equal(fx_scalar(&f,
+                             "SELECT count(*) FROM warren_versions WHERE scope = '%s'"
+                             " AND ((aggregate_id = 'old' AND version = 4 AND NOT tombstone)"
+                             " OR (aggregate_id = 'gone' AND version = 4 AND tombstone)"
+                             " OR (aggregate_id = 'fresh' AND version = 3 AND tombstone))",
                              f.queue),
                    3);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE id = 'old' AND version = 4"
@@ -234,8 +297,8 @@ static void competing_large_batches(void **state) {
   wr_consumer_stop(c2);
   assert_int_equal(wr_consumer_join(c2), 0);
   wr_consumer_stats_get(c2, &b);
-  printf("[ figures  ] guard conflicts %" PRIu64 " + %" PRIu64 ", fallbacks %" PRIu64
-         " + %" PRIu64 "\n",
+  printf("[ figures  ] guard conflicts %" PRIu64 " + %" PRIu64 ", fallbacks %" PRIu64 " + %" PRIu64
+         "\n",
          a.guard_conflicts, b.guard_conflicts, a.batch_fallbacks, b.batch_fallbacks);
   wr_consumer_free(c2);
   a = fx_stats(&f);
@@ -243,8 +306,10 @@ static void competing_large_batches(void **state) {
   assert_int_equal(a.retried + b.retried + a.dead_lettered + b.dead_lettered, 0);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE version = %d", VERSIONS),
                    AGGS);
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM warren_versions WHERE scope = '%s'"
-                                 " AND version = %d", f.queue, VERSIONS),
+  assert_int_equal(fx_scalar(&f,
+                             "SELECT count(*) FROM warren_versions WHERE scope = '%s'"
+                             " AND version = %d",
+                             f.queue, VERSIONS),
                    AGGS);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM (SELECT version, lag(version) OVER"
                                  " (PARTITION BY id ORDER BY seq) AS prev FROM history) h"
@@ -260,6 +325,7 @@ static void competing_large_batches(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(optimistic_conflict),
+      cmocka_unit_test(optimistic_inbox_conflict),
       cmocka_unit_test(optimistic_no_conflict),
       cmocka_unit_test(competing_large_batches),
   };
