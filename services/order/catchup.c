@@ -8,10 +8,12 @@
  * covers transactions which committed late with an earlier updated_at.
  *
  * Each page is one transaction of two set-based statements (the version guard of all
- * its customers, then the view rows it let through) plus the watermark; the next page
- * is fetched meanwhile (see the pipeline below). A full load into an empty view uses
- * plain inserts for both (view_batch_insert_new), about half the database work of the
- * upserts, until a customer turns out to be there already.
+ * its customers, then the view rows it let through) plus the watermark, committed
+ * without waiting for its WAL flush (one synchronous commit at the end makes the whole
+ * load durable); the next page is fetched meanwhile (see the pipeline below). A full
+ * load into an empty view uses plain inserts for both (view_batch_insert_new), about
+ * half the database work of the upserts, until a customer turns out to be there
+ * already.
  *
  * Pages travel in binary (Accept: application/x-protobuf, warren.v1.Page of
  * customer.v1.Customer items, wr_sync_pages_protobuf): decoding them costs a fraction
@@ -29,20 +31,13 @@
 
 #define WATERMARK_MARGIN_US (5LL * 60 * 1000000)
 
-struct load {
-  app *a;
-  PGconn *c;
-  bool fresh; /* a full load so far into an empty view: plain inserts */
-  int64_t max_updated_us;
-  uint64_t applied, stale;
-  wr_err *err;
-};
-
-/* One decoded page on its way from the fetcher to the writer. */
+/* One decoded page on its way from the fetcher to a writer. */
 typedef struct page {
   view_batch *rows;
   size_t n;           /* items of the page */
   int64_t max_upd_us; /* the newest source updated_at of the page */
+  uint64_t seq;       /* 1, 2, ...: the order of the pages */
+  bool committed;     /* written, waiting for an earlier page to commit */
 } page;
 
 static const char *status_name(Customer__V1__CustomerStatus st) {
@@ -142,49 +137,22 @@ static int add_item(const wr_sync_item *it, size_t page_no, size_t index, bump *
   return 0;
 }
 
-/* A page in one transaction: the guard and the view writes of all its customers in
- * two statements (view_batch_apply_source), the watermark, COMMIT. */
-static int load_page(page *pg, struct load *l) {
-  int64_t page_max = pg->max_upd_us > l->max_updated_us ? pg->max_upd_us : l->max_updated_us;
-  size_t applied = 0;
-  int rc;
-  for (;;) {
-    rc = wr_db_exec(l->c, "BEGIN", l->err);
-    if (rc)
-      return rc;
-    rc = l->fresh ? view_batch_insert_new(l->c, pg->rows, &applied, l->err)
-                  : view_batch_apply_source(l->c, pg->rows, &applied, l->err);
-    if (rc == WR_EEXIST && l->fresh) {
-      /* the view was not empty after all (another instance, a load that failed half
-       * way): this page again, and every later one, through the guard's upsert */
-      wr_db_exec(l->c, "ROLLBACK", NULL);
-      l->fresh = false;
-      wr_log_info(NULL, "catch-up: customers already in the view, merging from here on");
-      continue;
-    }
-    break;
-  }
-  if (rc == 0)
-    rc = view_watermark_set(l->c, page_max, l->err);
-  if (rc == 0)
-    rc = wr_db_exec(l->c, "COMMIT", l->err);
-  if (rc) {
-    wr_db_exec(l->c, "ROLLBACK", NULL);
-    return rc;
-  }
-  l->max_updated_us = page_max;
-  l->applied += applied;
-  l->stale += pg->n - applied;
-  wr_counter_add(l->a->catchup_items, pg->n);
-  return 0;
-}
-
-/* The pipeline between the page fetcher (HTTP, decoding) and the writer (database):
- * the fetcher runs on its own thread a page or two ahead, so fetching and decoding the
- * next page overlaps writing this one. PIPE_PAGES pages circulate between a free list,
- * the fetcher (filling one), the queue and the writer (writing one); the queue has room
- * for all of them, so the fetcher is held back by the free list alone. */
-#define PIPE_PAGES 4
+/* The pipeline between the page fetcher (HTTP, decoding) and the writers (database):
+ * the fetcher runs on its own thread a few pages ahead, so fetching and decoding
+ * overlaps writing, and WRITERS threads write pages at the same time, each on its own
+ * connection (PostgreSQL works on two pages at once). PIPE_PAGES pages circulate
+ * between a free list, the fetcher (filling one), the queue (room for all of them) and
+ * the writers; a page written before an earlier one is still being written is held
+ * until that one commits, which bounds how far the pages' order can spread.
+ *
+ * Two pages in flight may hold the same customer (changed during the load, listed
+ * again with its new version): the version guard keeps the newer, whichever commits
+ * first; in a fresh load the second insert of the key fails, and from there on every
+ * page merges (as when the view was not empty). The watermark written with a page
+ * covers only pages committed before it, and the page itself when all earlier ones
+ * are committed, so a crash never leaves a watermark past a page that was lost. */
+#define PIPE_PAGES 6
+#define WRITERS    2
 
 typedef struct pipe_q {
   pthread_mutex_t mu;
@@ -194,14 +162,30 @@ typedef struct pipe_q {
   size_t head, n;
   page *free_list[PIPE_PAGES];
   size_t n_free;
-  bool done;      /* the fetcher returned */
-  int rc;         /* ... with this */
-  bool abort;     /* the writer failed: stop fetching */
-  wr_err err;     /* the fetcher's failure (the pager's or add_item's) */
-  bump mem;       /* the fetcher's decoding buffer */
-  size_t fetched; /* pages received by the fetcher */
+  bool done;        /* the fetcher returned */
+  int rc;           /* ... with this */
+  bool abort;       /* a writer failed: stop fetching and writing */
+  wr_err err;       /* the fetcher's failure (the pager's or add_item's) */
+  bump mem;         /* the fetcher's decoding buffer */
+  uint64_t fetched; /* pages received by the fetcher */
   const wr_sync_pager *pager;
+  /* the writers' shared state */
+  app *a;
+  bool fresh;            /* a full load so far into an empty view: plain inserts */
+  uint64_t next_commit;  /* the lowest page seq not committed yet */
+  int64_t committed_max; /* the watermark covered by pages 1..next_commit-1 */
 } pipe_q;
+
+typedef struct writer {
+  pipe_q *q;
+  PGconn *c;
+  pthread_t th;
+  int rc;
+  wr_err err;
+  uint64_t applied, stale;
+  size_t pages, items;
+  int64_t waited_ns;
+} writer;
 
 /* Pager callback, fetcher thread: decodes the items into a free page, queues it. */
 static int enqueue_page(const wr_sync_item *items, size_t n, void *user) {
@@ -216,10 +200,11 @@ static int enqueue_page(const wr_sync_item *items, size_t n, void *user) {
   view_batch_clear(pg->rows);
   pg->n = n;
   pg->max_upd_us = 0;
-  q->fetched++;
+  pg->seq = ++q->fetched;
+  pg->committed = false;
   int rc = 0;
   for (size_t i = 0; i < n && rc == 0; i++)
-    rc = add_item(&items[i], q->fetched, i, &q->mem, pg, &q->err);
+    rc = add_item(&items[i], (size_t)pg->seq, i, &q->mem, pg, &q->err);
   pthread_mutex_lock(&q->mu);
   if (rc != 0 || q->abort) {
     q->free_list[q->n_free++] = pg;
@@ -245,13 +230,13 @@ static void *fetcher(void *arg) {
   return NULL;
 }
 
-/* Writer side: the next page, or NULL at the end. Give it back with release_page. */
+/* A writer's next page, or NULL at the end or after a failure. */
 static page *dequeue_page(pipe_q *q) {
   pthread_mutex_lock(&q->mu);
-  while (q->n == 0 && !q->done)
+  while (q->n == 0 && !q->done && !q->abort)
     pthread_cond_wait(&q->cv, &q->mu);
   page *pg = NULL;
-  if (q->n > 0) {
+  if (q->n > 0 && !q->abort) {
     pg = q->queue[q->head];
     q->head = (q->head + 1) % PIPE_PAGES;
     q->n--;
@@ -260,24 +245,121 @@ static page *dequeue_page(pipe_q *q) {
   return pg;
 }
 
-static void release_page(pipe_q *q, page *pg, bool abort) {
+/* After a page committed: advances the committed prefix, freeing its pages. */
+static void page_committed(pipe_q *q, page *pg) {
   pthread_mutex_lock(&q->mu);
-  q->free_list[q->n_free++] = pg;
-  if (abort)
-    q->abort = true;
+  pg->committed = true;
+  for (bool more = true; more;) {
+    more = false;
+    for (size_t i = 0; i < PIPE_PAGES; i++) {
+      page *p = &q->pages[i];
+      if (p->committed && p->seq == q->next_commit) {
+        if (p->max_upd_us > q->committed_max)
+          q->committed_max = p->max_upd_us;
+        p->committed = false;
+        q->next_commit++;
+        q->free_list[q->n_free++] = p;
+        more = true;
+      }
+    }
+  }
   pthread_cond_broadcast(&q->cv);
   pthread_mutex_unlock(&q->mu);
 }
 
-long catchup_run(app *a, wr_err *err) {
-  PGconn *c;
-  int rc = wr_db_pool_acquire(a->pool, 10000, &c, err);
+/* After a writer failed: the page goes back, everyone stops. */
+static void page_failed(pipe_q *q, page *pg) {
+  pthread_mutex_lock(&q->mu);
+  q->free_list[q->n_free++] = pg;
+  q->abort = true;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
+/* A page in one transaction: the guard and the view writes of all its customers in
+ * two statements (view_batch_insert_new or view_batch_apply_source), the watermark,
+ * COMMIT. *applied = rows written. */
+static int load_page(writer *w, page *pg, size_t *applied) {
+  pipe_q *q = w->q;
+  int rc;
+  for (;;) {
+    pthread_mutex_lock(&q->mu);
+    bool fresh = q->fresh;
+    pthread_mutex_unlock(&q->mu);
+    /* Not synchronous: see the flush at the end of catchup_run. */
+    rc = wr_db_exec(w->c, "BEGIN; SET LOCAL synchronous_commit = off", &w->err);
+    if (rc)
+      return rc;
+    rc = fresh ? view_batch_insert_new(w->c, pg->rows, applied, &w->err)
+               : view_batch_apply_source(w->c, pg->rows, applied, &w->err);
+    if (rc == WR_EEXIST && fresh) {
+      /* the view was not empty after all (another instance, a load that failed half
+       * way, a customer listed again): this page again, and every later one, through
+       * the guard's upsert */
+      wr_db_exec(w->c, "ROLLBACK", NULL);
+      pthread_mutex_lock(&q->mu);
+      if (q->fresh)
+        wr_log_info(NULL, "catch-up: customers already in the view, merging from here on");
+      q->fresh = false;
+      pthread_mutex_unlock(&q->mu);
+      continue;
+    }
+    break;
+  }
+  if (rc == 0) {
+    pthread_mutex_lock(&q->mu);
+    int64_t wm = q->committed_max;
+    if (pg->seq == q->next_commit && pg->max_upd_us > wm)
+      wm = pg->max_upd_us;
+    pthread_mutex_unlock(&q->mu);
+    rc = view_watermark_set(w->c, wm, &w->err);
+  }
+  if (rc == 0)
+    rc = wr_db_exec(w->c, "COMMIT", &w->err);
   if (rc)
-    return rc;
+    wr_db_exec(w->c, "ROLLBACK", NULL);
+  return rc;
+}
+
+static void *writer_run(void *arg) {
+  writer *w = arg;
+  for (;;) {
+    int64_t t = wr_mono_ns();
+    page *pg = dequeue_page(w->q);
+    w->waited_ns += wr_mono_ns() - t;
+    if (!pg)
+      break;
+    size_t applied = 0, n = pg->n;
+    w->rc = load_page(w, pg, &applied);
+    if (w->rc) {
+      page_failed(w->q, pg);
+      break;
+    }
+    page_committed(w->q, pg);
+    w->pages++;
+    w->items += n;
+    w->applied += applied;
+    w->stale += n - applied;
+    wr_counter_add(w->q->a->catchup_items, n);
+  }
+  return NULL;
+}
+
+long catchup_run(app *a, wr_err *err) {
+  writer w[WRITERS];
+  memset(w, 0, sizeof w);
+  size_t nw = 0;
+  int rc = 0;
+  for (; nw < WRITERS && rc == 0; nw++)
+    rc = wr_db_pool_acquire(a->pool, 10000, &w[nw].c, err);
+  if (rc)
+    nw--;
   int64_t wm = 0;
-  rc = view_watermark_get(c, &wm, err);
+  if (rc == 0)
+    rc = view_watermark_get(w[0].c, &wm, err);
   if (rc) {
-    wr_db_pool_release(a->pool, c);
+    for (size_t i = 0; i < nw; i++)
+      wr_db_pool_release(a->pool, w[i].c);
     return rc;
   }
   char url[1024];
@@ -290,11 +372,10 @@ long catchup_run(app *a, wr_err *err) {
   } else {
     snprintf(url, sizeof url, "%s/customers?limit=%u", a->customer_url, a->page_size);
   }
+  wr_sync_pager p = {.url = url, .timeout_ms = 30000, .retries = 5, .stop = &a->stopping};
   /* A full load starts with plain inserts (the view is normally empty then); the first
    * conflict switches to the upsert. An incremental one merges from the start. */
-  struct load l = {.a = a, .c = c, .max_updated_us = wm, .err = err, .fresh = wm == 0};
-  wr_sync_pager p = {.url = url, .timeout_ms = 30000, .retries = 5, .stop = &a->stopping};
-  pipe_q q = {.pager = &p};
+  pipe_q q = {.pager = &p, .a = a, .fresh = wm == 0, .next_commit = 1, .committed_max = wm};
   for (size_t i = 0; i < PIPE_PAGES; i++) {
     if (view_batch_new(&q.pages[i].rows) != 0)
       rc = wr_err_set(err, WR_ENOMEM, "catch-up: out of memory");
@@ -303,30 +384,61 @@ long catchup_run(app *a, wr_err *err) {
   pthread_mutex_init(&q.mu, NULL);
   pthread_cond_init(&q.cv, NULL);
   pthread_t th;
-  size_t pages = 0, items = 0;
+  bool fetching = false;
+  size_t writing = 0;
   int64_t t0 = wr_mono_ns();
-  if (rc == 0 && pthread_create(&th, NULL, fetcher, &q) != 0)
-    rc = wr_err_set(err, WR_ENOMEM, "catch-up: cannot start the page fetcher");
-  else if (rc == 0) {
-    page *pg;
-    while ((pg = dequeue_page(&q)) != NULL) {
-      if (rc == 0) {
-        rc = load_page(pg, &l);
-        pages++;
-        items += pg->n;
-      }
-      release_page(&q, pg, rc != 0);
+  if (rc == 0) {
+    fetching = pthread_create(&th, NULL, fetcher, &q) == 0;
+    for (; fetching && writing < nw; writing++) {
+      w[writing].q = &q;
+      if (pthread_create(&w[writing].th, NULL, writer_run, &w[writing]) != 0)
+        break;
     }
+    if (!fetching || writing == 0)
+      rc = wr_err_set(err, WR_ENOMEM, "catch-up: cannot start its threads");
+  }
+  if (fetching && writing == 0) {
+    /* no writer: stop the fetcher */
+    pthread_mutex_lock(&q.mu);
+    q.abort = true;
+    pthread_cond_broadcast(&q.cv);
+    pthread_mutex_unlock(&q.mu);
+  }
+  size_t pages = 0, items = 0;
+  uint64_t applied = 0, stale = 0;
+  int64_t waited_ns = 0;
+  for (size_t i = 0; i < writing; i++) {
+    pthread_join(w[i].th, NULL);
+    if (rc == 0 && w[i].rc != 0) {
+      rc = w[i].rc;
+      if (err)
+        *err = w[i].err;
+    }
+    pages += w[i].pages;
+    items += w[i].items;
+    applied += w[i].applied;
+    stale += w[i].stale;
+    waited_ns += w[i].waited_ns;
+  }
+  if (fetching) {
     pthread_join(th, NULL);
+    /* the fetcher's failure, unless a writer's came first (then it is WR_ESTOPPED) */
     if (rc == 0 && q.rc != 0) {
       rc = q.rc;
       if (err)
         *err = q.err;
     }
   }
+  /* The pages commit without waiting for their WAL flush (a page's rows and its
+   * watermark commit together, so a crash loses the last pages and their watermark
+   * advance at once, and the next start loads them again). This synchronous commit
+   * flushes them all before the catch-up counts as done. */
+  if (rc == 0 && pages > 0 && q.committed_max > 0)
+    rc = view_watermark_set(w[0].c, q.committed_max, err);
   pthread_cond_destroy(&q.cv);
   pthread_mutex_destroy(&q.mu);
-  wr_db_pool_release(a->pool, c);
+  for (size_t i = 0; i < nw; i++)
+    wr_db_pool_release(a->pool, w[i].c);
   for (size_t i = 0; i < PIPE_PAGES; i++)
     view_batch_free(q.pages[i].rows);
   free(q.mem.p);
@@ -335,7 +447,8 @@ long catchup_run(app *a, wr_err *err) {
   double secs = (double)(wr_mono_ns() - t0) / 1e9;
   wr_log_info(NULL,
               "catch-up done: %zu customers in %zu pages, %" PRIu64 " applied, %" PRIu64
-              " already current, %.2f s (%s)",
-              items, pages, l.applied, l.stale, secs, wm > 0 ? "incremental" : "full");
+              " already current, %.2f s (%s; %zu writers, waiting %.2f s for pages in all)",
+              items, pages, applied, stale, secs, wm > 0 ? "incremental" : "full", writing,
+              (double)waited_ns / 1e9);
   return (long)items;
 }
