@@ -298,8 +298,9 @@ static int parse_binary_page(page *pg, wr_err *err) {
       return wr_err_set(err, WR_EDECODE, "binary page: bad field key at byte %zu", at);
     uint64_t field = key >> 3;
     unsigned wt = (unsigned)(key & 7);
-    if (field == 0)
-      return wr_err_set(err, WR_EDECODE, "binary page: field number 0 at byte %zu", at);
+    if (field == 0 || field > 536870911)
+      return wr_err_set(err, WR_EDECODE, "binary page: field number %" PRIu64 " at byte %zu", field,
+                        at);
     if ((field == 1 || field == 2) && wt != 2)
       return wr_err_set(err, WR_EDECODE, "binary page: field %u with wire type %u at byte %zu",
                         (unsigned)field, wt, at);

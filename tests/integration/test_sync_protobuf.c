@@ -8,10 +8,11 @@
  *   pages and items;
  * - bad input fails at once, without a retry, each with its own error: a malformed
  *   body (truncated, length past the end, wrong wire type of a known field, a group,
- *   field number 0, a cursor holding a NUL byte: WR_EDECODE), a 200 reply that is not
- *   application/x-protobuf (a JSON-only server: WR_EHTTP naming the type), a page over
- *   max_page_bytes (WR_ETOOBIG), a 4xx problem (WR_EHTTP with its message); a caller's
- *   own Accept header is refused (WR_EINVAL); the page function's value stops paging;
+ *   field number 0 or above 2^29-1, a cursor holding a NUL byte: WR_EDECODE), a 200
+ *   reply that is not application/x-protobuf (a JSON-only server: WR_EHTTP naming the
+ *   type), a page over max_page_bytes (WR_ETOOBIG), a 4xx problem (WR_EHTTP with its
+ *   message); a caller's own Accept header is refused (WR_EINVAL); the page
+ *   function's value stops paging;
  * - the JSON mode honours max_page_bytes too and now retries a 5xx whose body is not
  *   JSON (a proxy's HTML error page). */
 #include "harness.h"
@@ -31,6 +32,7 @@ enum mode {
   SERVE_ITEMS_VARINT,  /* field 1 as a varint */
   SERVE_GROUP,         /* a start-group wire type */
   SERVE_FIELD0,        /* field number 0 */
+  SERVE_BIG_FIELD,     /* field number 2^29, above the largest */
   SERVE_CURSOR_NUL,    /* next_cursor with a NUL byte */
   SERVE_JSON,          /* a 200 JSON page, as a server that only speaks JSON */
   SERVE_404,           /* a problem reply */
@@ -101,6 +103,7 @@ static void handler(wr_http_req *req, void *user) {
   static const uint8_t items_varint[] = {0x08, 1};
   static const uint8_t group[] = {0x0a, 1, 'a', 3 << 3 | 3};
   static const uint8_t field0[] = {0x02, 1, 'a'};
+  static const uint8_t big_field[] = {0x80, 0x80, 0x80, 0x80, 0x10, 1};
   static const uint8_t cursor_nul[] = {0x0a, 1, 'a', 0x12, 3, 'c', 0, 'd'};
   switch (s->mode) {
   case SERVE_TRUNCATED:
@@ -117,6 +120,9 @@ static void handler(wr_http_req *req, void *user) {
     return;
   case SERVE_FIELD0:
     wr_http_reply_bytes(req, 200, WR_SYNC_PROTOBUF_TYPE, field0, sizeof field0);
+    return;
+  case SERVE_BIG_FIELD:
+    wr_http_reply_bytes(req, 200, WR_SYNC_PROTOBUF_TYPE, big_field, sizeof big_field);
     return;
   case SERVE_CURSOR_NUL:
     wr_http_reply_bytes(req, 200, WR_SYNC_PROTOBUF_TYPE, cursor_nul, sizeof cursor_nul);
@@ -281,7 +287,8 @@ static void malformed_pages_fail_at_once(void **state) {
       {SERVE_LEN_PAST_END, "runs past the end"},
       {SERVE_ITEMS_VARINT, "field 1 with wire type 0"},
       {SERVE_GROUP, "wire type 3"},
-      {SERVE_FIELD0, "field number 0"},
+      {SERVE_FIELD0, "field number 0 "},
+      {SERVE_BIG_FIELD, "field number 536870912"},
       {SERVE_CURSOR_NUL, "NUL"},
   };
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
