@@ -32,11 +32,7 @@
  *            read: the transaction is rolled back (so are the handlers' writes) and
  *            run again the locking way. A row lock per aggregate read costs the
  *            database a WAL record and a page write per event; competing consumers
- *            on one queue are the exception, not the rule. The inbox insert of such a
- *            transaction is an anti-join plus plain inserts rather than ON CONFLICT
- *            (see inbox_new_sql); a copy of an event inserted concurrently by a
- *            competitor makes it fail, and the transaction runs again the locking
- *            way too.
+ *            on one queue are the exception, not the rule.
  *   locking  (one message per transaction, the rerun after a conflict, and the next
  *            LOCKED_AFTER_CONFLICT batches): SELECT ... FOR UPDATE in key order,
  *            which serialises competing consumers on existing aggregates, then one
@@ -118,21 +114,6 @@ static const char inbox_stmt[] = "warren_consumer_inbox";
 static const char inbox_sql[] =
     "INSERT INTO warren_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
     " ON CONFLICT DO NOTHING RETURNING event_id::text";
-/* The optimistic transaction's inbox insert: the ids already there are filtered out by
- * an anti-join on the primary key, the others are plain inserts. ON CONFLICT's
- * speculative insertion (an index probe, a speculative heap insert and its
- * confirmation record per row) cost about a third of the inbox's time per event
- * (measured server-side, batches of 1000 on a 300,000-row inbox: 17 against 11 us per
- * event); the anti-join only misses a copy of the same event inserted
- * by a competing transaction after the statement began, which then fails the insert
- * with a unique violation: the transaction runs again the locking way, with the
- * statement above. */
-static const char inbox_new_stmt[] = "warren_consumer_inbox_new";
-static const char inbox_new_sql[] =
-    "INSERT INTO warren_inbox (consumer, event_id) SELECT $1, k.id"
-    " FROM unnest($2::uuid[]) AS k(id)"
-    " WHERE NOT EXISTS (SELECT 1 FROM warren_inbox i WHERE i.consumer = $1 AND i.event_id = k.id)"
-    " RETURNING event_id::text";
 static const char gload_stmt[] = "warren_consumer_guard_load";
 static const char gload_sql[] =
     "SELECT v.aggregate_type, v.aggregate_id, v.version, v.tombstone"
@@ -786,7 +767,6 @@ static int db_open(wr_consumer *c, wr_err *err) {
     c->migrated = true;
   }
   if ((rc = prepare(c, inbox_stmt, inbox_sql, 2, err)) < 0 ||
-      (rc = prepare(c, inbox_new_stmt, inbox_new_sql, 2, err)) < 0 ||
       (rc = prepare(c, gload_stmt, gload_sql, 3, err)) < 0 ||
       (rc = prepare(c, gsave_stmt, gsave_sql, 5, err)) < 0 ||
       (rc = prepare(c, gpeek_stmt, gpeek_sql, 3, err)) < 0 ||
@@ -1335,9 +1315,7 @@ static int str_cmp(const void *a, const void *b) {
 }
 
 /* Inserts the distinct event ids of the transaction into the inbox and marks as fresh
- * the first item of every id that was not there yet. Returns 0, 1 when an optimistic
- * insert met a copy inserted concurrently (unique violation: run the transaction again
- * the locking way), or <0. */
+ * the first item of every id that was not there yet. */
 static int inbox_insert(wr_consumer *c, wr_err *err) {
   const char **ids = malloc(c->n_txn * sizeof *ids);
   const char **fresh = malloc(c->n_txn * sizeof *fresh);
@@ -1367,11 +1345,8 @@ static int inbox_insert(wr_consumer *c, wr_err *err) {
     rc = wr_err_set(err, WR_ENOMEM, "inbox: out of memory");
   } else {
     const char *params[2] = {c->name, b.p};
-    r = PQexecPrepared(c->db, c->txn_lock ? inbox_stmt : inbox_new_stmt, 2, params, NULL, NULL,
-                       0);
+    r = PQexecPrepared(c->db, inbox_stmt, 2, params, NULL, NULL, 0);
     rc = wr_db_check(c->db, r, PGRES_TUPLES_OK, "inbox insert", err);
-    if (rc < 0 && !c->txn_lock && err && strcmp(err->sqlstate, "23505") == 0)
-      rc = 1;
     if (rc == 0) {
       for (int row = 0; row < PQntuples(r) && nf < c->n_txn; row++)
         fresh[nf++] = PQgetvalue(r, row, 0);
@@ -1433,10 +1408,9 @@ static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
     txn_abort(c);
     return TX_DB;
   }
-  int irc = inbox_insert(c, err);
-  if (irc != 0) {
+  if (inbox_insert(c, err) < 0) {
     txn_abort(c);
-    return irc == 1 ? TX_CONFLICT : TX_DB;
+    return TX_DB;
   }
   bool any_fresh = false;
   for (size_t k = 0; k < c->n_txn; k++) {

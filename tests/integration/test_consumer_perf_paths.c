@@ -11,10 +11,6 @@
  * - optimistic guard, no conflict: a plain batch commits without a conflict, applies
  *   new and existing aggregates and skips stale and tombstoned ones, leaving the guard
  *   exactly where the rule says;
- * - optimistic inbox insert, conflict: a competing transaction holds an uncommitted
- *   inbox row of one event of the batch; the batch's plain insert waits for it and
- *   fails with a unique violation when it commits; the batch runs again the locking
- *   way, where that event is a duplicate and the others are applied, once;
  * - competing consumers with large batches (conflicts likely): every event is settled
  *   once, the view ends at the newest versions, history never goes back. */
 #include "test_consumer_fixture.h"
@@ -135,58 +131,6 @@ static void optimistic_conflict(void **state) {
   assert_int_equal(f.n_attempts, 8);
   assert_int_equal(fx_depth(&f, ""), 0);
   PQfinish(x.other);
-  fx_done(&f);
-}
-
-static bool consumer_waits_for_lock(void *user) {
-  fx *f = user;
-  return fx_scalar(
-             f, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND application_name LIKE 'warren-consumer%%' AND wait_event_type = 'Lock'") > 0;
-}
-
-static void optimistic_inbox_conflict(void **state) {
-  (void)state;
-  fx f;
-  fx_init(&f, "optinbox");
-  f.opts.batch_size = 50;
-  f.opts.batch_wait_ms = 500;
-  PGconn *other = other_conn(&f);
-  fx_create(&f);
-  char id[WR_UUID_STRLEN];
-  assert_int_equal(wr_uuid_v7(id), 0);
-  fx_ev ev = {.kind = TESTEV_CREATED, .event_id = id, .agg_id = "i-dup", .version = 1, .name = "x"};
-  fx_event(&f, &ev, NULL);
-  fx_simple(&f, TESTEV_CREATED, "i-one", 1, "x");
-  fx_simple(&f, TESTEV_CREATED, "i-two", 1, "x");
-  /* a competitor has inserted the first event's inbox row and not committed yet */
-  PQclear(wt_pg_exec(other, "BEGIN"));
-  char sql[300];
-  snprintf(sql, sizeof sql, "INSERT INTO warren_inbox (consumer, event_id) VALUES ('%s', '%s')",
-           f.queue, id);
-  PQclear(wt_pg_exec(other, sql));
-  assert_int_equal(wr_consumer_start(f.c), 0);
-  if (!wt_wait_until(consumer_waits_for_lock, &f, 30000))
-    fail_msg("the consumer's inbox insert never waited for the competitor");
-  PQclear(wt_pg_exec(other, "COMMIT"));
-  FX_WAIT_STAT(&f, applied, 2, 30000);
-  FX_WAIT_STAT(&f, duplicates, 1, 30000);
-  wr_consumer_stats s = fx_stats(&f);
-  assert_int_equal(s.guard_conflicts, 1);
-  assert_int_equal(s.batches, 1);
-  assert_int_equal(s.applied, 2);
-  assert_int_equal(s.duplicates, 1);
-  assert_int_equal(s.batch_fallbacks + s.retried + s.dead_lettered + s.stale, 0);
-  /* the duplicate's handler never ran; the others ran once (the failed insert came
-   * before any handler) */
-  assert_int_equal(f.n_attempts, 2);
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM history"), 2);
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE id = 'i-dup'"), 0);
-  assert_int_equal(
-      fx_scalar(&f, "SELECT count(*) FROM warren_inbox WHERE consumer = '%s'", f.queue), 3);
-  fx_stop(&f, "optimistic_inbox_conflict");
-  assert_int_equal(fx_depth(&f, ""), 0);
-  PQfinish(other);
   fx_done(&f);
 }
 
@@ -325,7 +269,6 @@ static void competing_large_batches(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(optimistic_conflict),
-      cmocka_unit_test(optimistic_inbox_conflict),
       cmocka_unit_test(optimistic_no_conflict),
       cmocka_unit_test(competing_large_batches),
   };

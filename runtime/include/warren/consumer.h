@@ -215,9 +215,8 @@ typedef struct wr_consumer_stats {
   uint64_t batches;        /* transactions committed */
   uint64_t batch_fallbacks;/* batches re-run one by one */
   uint64_t reconnects;
-  uint64_t guard_conflicts;/* optimistic batches run again the locking way because a
-                            * competing transaction changed one of their guard rows
-                            * (wr_msg_guard) or inserted one of their events' inbox rows */
+  uint64_t guard_conflicts;/* optimistic batches run again with the guard's row locks
+                            * because a competing writer changed a guard row (wr_msg_guard) */
   bool connected;          /* broker and database connections currently open */
   /* partitioned: partitions this instance received from since it last registered
    * on them (a lower bound of those it serves), and partitions handed over */
