@@ -66,10 +66,10 @@ typedef struct bump {
 
 static void *bump_alloc(void *data, size_t size) {
   bump *b = data;
-  size = (size + 15) & ~(size_t)15;
+  size = size ? (size + 15) & ~(size_t)15 : 16;
   if (b->len + size > b->cap) {
-    /* the buffer cannot move while the message points into it: fail, and the caller
-     * retries the item once with a buffer that fits (see decode_item) */
+    /* the buffer cannot move while the message points into it: fail, and add_item
+     * grows it and decodes the item again */
     b->oom = true;
     return NULL;
   }
@@ -84,8 +84,8 @@ static void bump_free(void *data, void *ptr) {
 }
 
 /* One bulk-API item (a packed customer.v1.Customer; item `index`, from 0, of page
- * `page_no`, from 1) into the page's batch. Returns 0,
- * WR_EDECODE naming the problem, or WR_ENOMEM. */
+ * `page_no`, from 1) into the page's batch. Returns 0, WR_EDECODE naming the problem,
+ * or WR_ENOMEM. */
 static int add_item(const wr_sync_item *it, size_t page_no, size_t index, bump *mem, page *pg,
                     wr_err *err) {
   ProtobufCAllocator alloc = {.alloc = bump_alloc, .free = bump_free, .allocator_data = mem};
@@ -108,6 +108,10 @@ static int add_item(const wr_sync_item *it, size_t page_no, size_t index, bump *
     mem->p = np;
     mem->cap = cap;
   }
+  if (!cu && mem->oom)
+    return wr_err_set(err, WR_EDECODE,
+                      "bulk item %zu of page %zu (%zu bytes) needs more than %zu bytes decoded",
+                      index, page_no, it->len, mem->cap);
   if (!cu)
     return wr_err_set(err, WR_EDECODE,
                       "bulk item %zu of page %zu (%zu bytes) is not a customer.v1.Customer", index,

@@ -154,10 +154,13 @@ static const char batch_upsert_sql[] =
     " synced_at = clock_timestamp()";
 
 /* The first load into an empty view: plain inserts, no conflict possible. */
+/* The first load's plain insert. The source time is computed without numeric
+ * arithmetic (exact: a bigint count of microseconds times an interval of one), which
+ * took about a tenth of the statement's time as to_timestamp(numeric / 1000000). */
 static const char batch_insert_sql[] =
     "INSERT INTO customer_view (id, name, email, status, version, source_updated_at)"
     " SELECT k.id, k.name, k.email, k.status, k.version,"
-    " to_timestamp(k.upd::numeric / 1000000)"
+    " timestamptz 'epoch' + k.upd * interval '1 microsecond'"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])"
     " AS k(id, name, email, status, version, upd)";
 
