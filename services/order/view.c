@@ -187,6 +187,8 @@ struct view_batch {
   uint64_t *versions;
   bool *tombs, *applied;
   size_t guard_cap;
+  uint8_t *bin; /* a catch-up write's binary array parameters */
+  size_t bin_cap;
 };
 
 int view_batch_new(view_batch **out) {
@@ -208,6 +210,7 @@ void view_batch_free(view_batch *b) {
   free(b->versions);
   free(b->tombs);
   free(b->applied);
+  free(b->bin);
   free(b);
 }
 
@@ -397,6 +400,100 @@ static int upsert(PGconn *c, view_batch *b, const size_t *idx, size_t n, const b
   return rc;
 }
 
+/* PostgreSQL's binary array format: big-endian words. */
+static uint8_t *put32(uint8_t *o, uint32_t v) {
+  o[0] = (uint8_t)(v >> 24);
+  o[1] = (uint8_t)(v >> 16);
+  o[2] = (uint8_t)(v >> 8);
+  o[3] = (uint8_t)v;
+  return o + 4;
+}
+
+static uint8_t *put64(uint8_t *o, uint64_t v) {
+  return put32(put32(o, (uint32_t)(v >> 32)), (uint32_t)v);
+}
+
+#define ARRAY_HEAD 20 /* ndim, has-null flag, element type, length, lower bound */
+#define TEXT_OID   25
+#define INT8_OID   20
+
+static uint8_t *array_head(uint8_t *o, bool has_null, uint32_t oid, size_t n) {
+  return put32(put32(put32(put32(put32(o, 1), has_null), oid), (uint32_t)n), 1);
+}
+
+/* The catch-up's writes: the same statements as upsert() takes, with the rows idx[i]
+ * with keep[i] (keep NULL: all), i < n, passed as binary arrays (no quoting here, no
+ * array literal parsing in the server: together about a tenth of the statement's cost
+ * in a profile of a catch-up). */
+static int write_binary(PGconn *c, view_batch *b, const size_t *idx, size_t n, const bool *keep,
+                        const char *sql, wr_err *err) {
+  size_t m = 0, text = 0;
+  bool upd_null = false;
+  for (size_t i = 0; i < n; i++) {
+    if (keep && !keep[i])
+      continue;
+    const vb_row *r = &b->rows[idx[i]];
+    text += strlen(b->arena + r->id) + strlen(b->arena + r->name) + strlen(b->arena + r->email) +
+            strlen(b->arena + r->status);
+    upd_null |= r->upd_us == 0;
+    m++;
+  }
+  if (m == 0)
+    return 0;
+  size_t need = 6 * ARRAY_HEAD + 4 * 4 * m + text + 2 * 12 * m;
+  if (b->bin_cap < need) {
+    uint8_t *nb = realloc(b->bin, need);
+    if (!nb)
+      return wr_err_set(err, WR_ENOMEM, "customer_view batch: out of memory");
+    b->bin = nb;
+    b->bin_cap = need;
+  }
+  const char *vals[6];
+  int lens[6];
+  static const int formats[6] = {1, 1, 1, 1, 1, 1};
+  uint8_t *o = b->bin;
+  for (int k = 0; k < 4; k++) {
+    uint8_t *start = o;
+    o = array_head(o, false, TEXT_OID, m);
+    for (size_t i = 0; i < n; i++) {
+      if (keep && !keep[i])
+        continue;
+      const vb_row *r = &b->rows[idx[i]];
+      const char *v = b->arena + (k == 0   ? r->id
+                                  : k == 1 ? r->name
+                                  : k == 2 ? r->email
+                                           : r->status);
+      size_t len = strlen(v);
+      o = put32(o, (uint32_t)len);
+      memcpy(o, v, len);
+      o += len;
+    }
+    vals[k] = (const char *)start;
+    lens[k] = (int)(o - start);
+  }
+  for (int k = 4; k < 6; k++) {
+    uint8_t *start = o;
+    o = array_head(o, k == 5 && upd_null, INT8_OID, m);
+    for (size_t i = 0; i < n; i++) {
+      if (keep && !keep[i])
+        continue;
+      const vb_row *r = &b->rows[idx[i]];
+      if (k == 5 && r->upd_us == 0) {
+        o = put32(o, UINT32_MAX); /* -1: NULL */
+        continue;
+      }
+      o = put64(put32(o, 8), k == 4 ? r->version : (uint64_t)r->upd_us);
+    }
+    vals[k] = (const char *)start;
+    lens[k] = (int)(o - start);
+  }
+  PGresult *r = PQexecParams(c, sql, 6, NULL, vals, lens, formats, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+    return fail(r, err, "write customer_view batch");
+  PQclear(r);
+  return 0;
+}
+
 int view_batch_write(PGconn *c, view_batch *b, wr_err *err) {
   if (b->n == 0)
     return 0;
@@ -461,7 +558,7 @@ int view_batch_apply_source(PGconn *c, view_batch *b, size_t *applied, wr_err *e
   if (rc < 0)
     return rc;
   size_t n_applied = (size_t)rc;
-  rc = n_applied ? upsert(c, b, b->order, kept, b->applied, batch_upsert_sql, err) : 0;
+  rc = n_applied ? write_binary(c, b, b->order, kept, b->applied, batch_upsert_sql, err) : 0;
   if (rc)
     return rc;
   *applied = n_applied;
@@ -481,7 +578,7 @@ int view_batch_insert_new(PGconn *c, view_batch *b, size_t *applied, wr_err *err
   if (rc < 0)
     return rc;
   wr_err e = {0};
-  rc = upsert(c, b, b->order, kept, NULL, batch_insert_sql, &e);
+  rc = write_binary(c, b, b->order, kept, NULL, batch_insert_sql, &e);
   if (rc == WR_EDB && strcmp(e.sqlstate, "23505") == 0)
     rc = wr_err_set(&e, WR_EEXIST, "customer_view: a customer of the batch has a row already");
   if (rc) {
