@@ -351,20 +351,18 @@ static int parse_binary_page(page *pg, wr_err *err) {
   return 0;
 }
 
-/* The page of a 200 reply. WR_EJSON / WR_EDECODE / WR_EHTTP (content type): never
- * transient. */
-static int parse_page(bool binary, page *pg, wr_err *err) {
-  if (binary) {
-    char ct[128];
-    wr_http_response_header(&pg->res, "Content-Type", ct, sizeof ct);
-    size_t tl = strcspn(ct, ";");
-    while (tl > 0 && (ct[tl - 1] == ' ' || ct[tl - 1] == '\t'))
-      tl--;
-    if (tl != strlen(WR_SYNC_PROTOBUF_TYPE) || strncasecmp(ct, WR_SYNC_PROTOBUF_TYPE, tl) != 0)
-      return wr_err_set(err, WR_EHTTP,
-                        "page with Content-Type \"%.64s\", expected " WR_SYNC_PROTOBUF_TYPE, ct);
-    return parse_binary_page(pg, err);
-  }
+/* What a pager asks for: JSON pages, binary pages, or binary preferred and JSON taken. */
+typedef enum page_mode { PAGES_JSON, PAGES_BINARY, PAGES_EITHER } page_mode;
+
+/* Whether a Content-Type value names `type` (parameters after ';' ignored). */
+static bool media_type_is(const char *ct, const char *type) {
+  size_t tl = strcspn(ct, ";");
+  while (tl > 0 && (ct[tl - 1] == ' ' || ct[tl - 1] == '\t'))
+    tl--;
+  return tl == strlen(type) && strncasecmp(ct, type, tl) == 0;
+}
+
+static int parse_json_page(page *pg, wr_err *err) {
   json_error_t je;
   json_t *body = json_loadb(pg->res.body, pg->res.len, JSON_REJECT_DUPLICATES, &je);
   if (!body)
@@ -378,9 +376,26 @@ static int parse_page(bool binary, page *pg, wr_err *err) {
   return 0;
 }
 
+/* The page of a 200 reply: binary (pg->json stays NULL) or JSON. WR_EJSON / WR_EDECODE
+ * / WR_EHTTP (content type): never transient. The JSON mode takes the body as JSON
+ * whatever its type, as it always did. */
+static int parse_page(page_mode mode, page *pg, wr_err *err) {
+  if (mode == PAGES_JSON)
+    return parse_json_page(pg, err);
+  char ct[128];
+  wr_http_response_header(&pg->res, "Content-Type", ct, sizeof ct);
+  if (media_type_is(ct, WR_SYNC_PROTOBUF_TYPE))
+    return parse_binary_page(pg, err);
+  if (mode == PAGES_EITHER && media_type_is(ct, "application/json"))
+    return parse_json_page(pg, err);
+  return wr_err_set(err, WR_EHTTP, "page with Content-Type \"%.64s\", expected %s", ct,
+                    mode == PAGES_EITHER ? WR_SYNC_PROTOBUF_TYPE " or application/json"
+                                         : WR_SYNC_PROTOBUF_TYPE);
+}
+
 /* One page with retries of transient failures. On 0, *pg holds the parsed page (the
  * caller resets it). */
-static int fetch_page(const wr_sync_pager *p, bool binary, const char *url,
+static int fetch_page(const wr_sync_pager *p, page_mode mode, const char *url,
                       const char *const *headers, page *pg, wr_err *err) {
   wr_http_request req = {.method = "GET",
                          .url = url,
@@ -391,7 +406,7 @@ static int fetch_page(const wr_sync_pager *p, bool binary, const char *url,
     page_reset(pg);
     int rc = wr_http_do(&req, &pg->res, err);
     if (rc == 0 && pg->res.status == 200)
-      return parse_page(binary, pg, err);
+      return parse_page(mode, pg, err);
     bool transient =
         rc == WR_EIO || rc == WR_ETIMEDOUT || rc == WR_EHTTP || (rc == 0 && pg->res.status >= 500);
     if (rc == WR_ETOOBIG) {
@@ -419,14 +434,14 @@ static bool names_header(const char *line, const char *name) {
   return strncasecmp(line, name, n) == 0 && line[n] == ':';
 }
 
-static int run_pages(const wr_sync_pager *p, bool binary, wr_sync_page_fn jfn,
+static int run_pages(const wr_sync_pager *p, page_mode mode, wr_sync_page_fn jfn,
                      wr_sync_bin_page_fn bfn, void *user, size_t *pages, size_t *items,
                      wr_err *err) {
   if (pages)
     *pages = 0;
   if (items)
     *items = 0;
-  if (!p || !p->url || (binary ? bfn == NULL : jfn == NULL))
+  if (!p || !p->url || (mode != PAGES_JSON && !bfn) || (mode != PAGES_BINARY && !jfn))
     return wr_err_set(err, WR_EINVAL, "pager needs a URL and a page function");
   const char *hs[34];
   size_t nh = 0;
@@ -437,10 +452,12 @@ static int run_pages(const wr_sync_pager *p, bool binary, wr_sync_page_fn jfn,
     has_accept |= names_header(*h, "Accept");
     hs[nh++] = *h;
   }
-  if (binary && has_accept)
+  if (mode != PAGES_JSON && has_accept)
     return wr_err_set(err, WR_EINVAL, "pager: binary pages set their own Accept header");
   if (!has_accept)
-    hs[nh++] = binary ? "Accept: " WR_SYNC_PROTOBUF_TYPE : "Accept: application/json";
+    hs[nh++] = mode == PAGES_JSON     ? "Accept: application/json"
+               : mode == PAGES_BINARY ? "Accept: " WR_SYNC_PROTOBUF_TYPE
+                                      : "Accept: " WR_SYNC_PROTOBUF_TYPE ", application/json;q=0.5";
   hs[nh] = NULL;
   char *url = strdup(p->url);
   if (!url)
@@ -452,12 +469,12 @@ static int run_pages(const wr_sync_pager *p, bool binary, wr_sync_page_fn jfn,
       rc = wr_err_set(err, WR_ESTOPPED, "catch-up stopped");
       break;
     }
-    rc = fetch_page(p, binary, url, hs, &pg, err);
+    rc = fetch_page(p, mode, url, hs, &pg, err);
     if (rc)
       break;
     size_t n;
     const char *next;
-    if (binary) {
+    if (!pg.json) {
       n = pg.n;
       rc = bfn(pg.items, n, user);
       next = pg.next;
@@ -491,10 +508,16 @@ static int run_pages(const wr_sync_pager *p, bool binary, wr_sync_page_fn jfn,
 
 int wr_sync_pages(const wr_sync_pager *p, wr_sync_page_fn fn, void *user, size_t *pages,
                   size_t *items, wr_err *err) {
-  return run_pages(p, false, fn, NULL, user, pages, items, err);
+  return run_pages(p, PAGES_JSON, fn, NULL, user, pages, items, err);
 }
 
 int wr_sync_pages_protobuf(const wr_sync_pager *p, wr_sync_bin_page_fn fn, void *user,
                            size_t *pages, size_t *items, wr_err *err) {
-  return run_pages(p, true, NULL, fn, user, pages, items, err);
+  return run_pages(p, PAGES_BINARY, NULL, fn, user, pages, items, err);
+}
+
+int wr_sync_pages_prefer_protobuf(const wr_sync_pager *p, wr_sync_bin_page_fn bfn,
+                                  wr_sync_page_fn jfn, void *user, size_t *pages, size_t *items,
+                                  wr_err *err) {
+  return run_pages(p, PAGES_EITHER, jfn, bfn, user, pages, items, err);
 }

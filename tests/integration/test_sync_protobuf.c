@@ -13,6 +13,8 @@
  *   type), a page over max_page_bytes (WR_ETOOBIG), a 4xx problem (WR_EHTTP with its
  *   message); a caller's own Accept header is refused (WR_EINVAL); the page
  *   function's value stops paging;
+ * - wr_sync_pages_prefer_protobuf asks for binary first and JSON second and hands
+ *   each page to the function of its form; any other type is refused;
  * - the JSON mode honours max_page_bytes too and now retries a 5xx whose body is not
  *   JSON (a proxy's HTML error page). */
 #include "harness.h"
@@ -27,17 +29,18 @@
 
 enum mode {
   SERVE_OK,
-  SERVE_TRUNCATED,     /* the page cut in the middle of an item */
-  SERVE_LEN_PAST_END,  /* an item length beyond the body */
-  SERVE_ITEMS_VARINT,  /* field 1 as a varint */
-  SERVE_GROUP,         /* a start-group wire type */
-  SERVE_FIELD0,        /* field number 0 */
-  SERVE_BIG_FIELD,     /* field number 2^29, above the largest */
-  SERVE_CURSOR_NUL,    /* next_cursor with a NUL byte */
-  SERVE_JSON,          /* a 200 JSON page, as a server that only speaks JSON */
-  SERVE_404,           /* a problem reply */
-  SERVE_HTML_503,      /* a 503 with a body that is not JSON, then normal pages */
-  SERVE_UNKNOWN_FIELDS /* normal pages with unknown fields of every wire type */
+  SERVE_TRUNCATED,      /* the page cut in the middle of an item */
+  SERVE_LEN_PAST_END,   /* an item length beyond the body */
+  SERVE_ITEMS_VARINT,   /* field 1 as a varint */
+  SERVE_GROUP,          /* a start-group wire type */
+  SERVE_FIELD0,         /* field number 0 */
+  SERVE_BIG_FIELD,      /* field number 2^29, above the largest */
+  SERVE_CURSOR_NUL,     /* next_cursor with a NUL byte */
+  SERVE_JSON,           /* a 200 JSON page, as a server that only speaks JSON */
+  SERVE_404,            /* a problem reply */
+  SERVE_HTML_503,       /* a 503 with a body that is not JSON, then normal pages */
+  SERVE_UNKNOWN_FIELDS, /* normal pages with unknown fields of every wire type */
+  SERVE_HTML_200        /* a 200 text/html page */
 };
 
 struct srv {
@@ -45,7 +48,8 @@ struct srv {
   enum mode mode;
   int fail_first; /* this many 503 problems first */
   int requests;
-  bool accept_ok; /* every request asked for application/x-protobuf */
+  bool accept_ok;   /* every request asked for application/x-protobuf */
+  char accept[128]; /* the last request's Accept */
 };
 
 /* Item i: arbitrary bytes, NUL and 0xff included, of a length that varies. */
@@ -93,6 +97,7 @@ static void handler(wr_http_req *req, void *user) {
   const char *acc = wr_http_req_header(req, "Accept");
   if (!acc || strcmp(acc, WR_SYNC_PROTOBUF_TYPE) != 0)
     s->accept_ok = false;
+  snprintf(s->accept, sizeof s->accept, "%s", acc ? acc : "");
   if (s->fail_first > 0) {
     s->fail_first--;
     wr_http_reply_error(req, 503, "unavailable", "try later");
@@ -132,6 +137,9 @@ static void handler(wr_http_req *req, void *user) {
     return;
   case SERVE_404:
     wr_http_reply_error(req, 404, "not_found", "no such collection");
+    return;
+  case SERVE_HTML_200:
+    wr_http_reply_bytes(req, 200, "text/html", "<h1>hello</h1>", 14);
     return;
   case SERVE_HTML_503:
     s->mode = SERVE_OK;
@@ -347,6 +355,49 @@ static void json_mode_limits(void **state) {
   assert_false(f->s.accept_ok);
 }
 
+static int json_pages(json_t *items, void *user) {
+  struct seen *sn = user;
+  sn->calls += 1000; /* told apart from binary pages */
+  sn->next += (int)json_array_size(items);
+  return 0;
+}
+
+/* Binary preferred, JSON taken: each page goes to the function of its form. */
+static void either_form(void **state) {
+  fixture *f = *state;
+  struct seen sn = {.stop_at = -1};
+  size_t pages, items;
+  wr_err err;
+  f->s = (struct srv){.total = 25, .mode = SERVE_OK};
+  assert_int_equal(
+      wr_sync_pages_prefer_protobuf(&f->p, check_items, json_pages, &sn, &pages, &items, &err), 0);
+  assert_string_equal(f->s.accept, "application/x-protobuf, application/json;q=0.5");
+  assert_int_equal(items, 25);
+  assert_int_equal(sn.calls, 3); /* binary pages only */
+  /* a server that only answers JSON: its pages go to the JSON function */
+  f->s = (struct srv){.total = 25, .mode = SERVE_JSON};
+  sn = (struct seen){.stop_at = -1};
+  assert_int_equal(
+      wr_sync_pages_prefer_protobuf(&f->p, check_items, json_pages, &sn, &pages, &items, &err), 0);
+  assert_int_equal(sn.calls, 1000);
+  assert_int_equal(pages, 1);
+  /* anything else is refused, naming what came */
+  f->s = (struct srv){.total = 25, .mode = SERVE_HTML_200};
+  assert_int_equal(
+      wr_sync_pages_prefer_protobuf(&f->p, check_items, json_pages, &sn, &pages, &items, &err),
+      WR_EHTTP);
+  assert_non_null(strstr(err.msg, "\"text/html\", expected application/x-protobuf or "
+                                  "application/json"));
+  assert_int_equal(f->s.requests, 1);
+  /* the binary-only mode refuses it too */
+  assert_int_equal(run(f, SERVE_HTML_200, 10, &sn, &pages, &items, &err), WR_EHTTP);
+  /* both functions are required */
+  assert_int_equal(wr_sync_pages_prefer_protobuf(&f->p, check_items, NULL, &sn, NULL, NULL, &err),
+                   WR_EINVAL);
+  assert_int_equal(wr_sync_pages_prefer_protobuf(&f->p, NULL, json_pages, &sn, NULL, NULL, &err),
+                   WR_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(walks_all_pages, setup, teardown),
@@ -354,6 +405,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(malformed_pages_fail_at_once, setup, teardown),
       cmocka_unit_test_setup_teardown(wrong_type_size_and_status, setup, teardown),
       cmocka_unit_test_setup_teardown(json_mode_limits, setup, teardown),
+      cmocka_unit_test_setup_teardown(either_form, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,6 +99,15 @@ typedef int (*wr_sync_bin_page_fn)(const wr_sync_item *items, size_t n, void *us
 WR_EXPORT int wr_sync_pages_protobuf(const wr_sync_pager *p, wr_sync_bin_page_fn fn, void *user,
                                      size_t *pages, size_t *items, wr_err *err);
 
+/* Binary pages preferred, JSON taken: sends "Accept: application/x-protobuf,
+ * application/json;q=0.5" and hands each 200 page to bfn or jfn by its Content-Type
+ * (a server without binary pages, e.g. an older version, still serves a catch-up; the
+ * caller sees which form came). Any other Content-Type: WR_EHTTP naming it. Otherwise
+ * as wr_sync_pages_protobuf and wr_sync_pages. Both functions are required. */
+WR_EXPORT int wr_sync_pages_prefer_protobuf(const wr_sync_pager *p, wr_sync_bin_page_fn bfn,
+                                            wr_sync_page_fn jfn, void *user, size_t *pages,
+                                            size_t *items, wr_err *err);
+
 WR_END_DECLS
 
 #endif
