@@ -16,8 +16,10 @@
  * already.
  *
  * Pages travel in binary (Accept: application/x-protobuf, warren.v1.Page of
- * customer.v1.Customer items, wr_sync_pages_protobuf): decoding them costs a fraction
- * of parsing the same page as JSON, and it happens on the fetcher thread. */
+ * customer.v1.Customer items): decoding them costs a fraction of parsing the same page
+ * as JSON, and it happens on the fetcher thread. A customer service that answers JSON
+ * (an older version) is still loaded, as JSON, with a warning
+ * (wr_sync_pages_prefer_protobuf). */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -141,6 +143,31 @@ static int add_item(const wr_sync_item *it, size_t page_no, size_t index, bump *
   return 0;
 }
 
+/* The same from a JSON page (a customer service without binary pages). */
+static int add_json_item(json_t *it, size_t page_no, size_t index, page *pg, wr_err *err) {
+  const char *id, *name, *email, *status, *created, *updated;
+  json_int_t version;
+  json_error_t je;
+  if (json_unpack_ex(it, &je, JSON_STRICT, "{s:s,s:s,s:s,s:s,s:I,s:s,s:s}", "id", &id, "name",
+                     &name, "email", &email, "status", &status, "version", &version, "created_at",
+                     &created, "updated_at", &updated) != 0)
+    return wr_err_set(err, WR_EJSON, "bulk item %zu of page %zu: %s", index, page_no, je.text);
+  int64_t secs;
+  int32_t nanos;
+  if (strlen(id) == 0 || strlen(id) > VIEW_ID_MAX || version < 1 ||
+      wr_rfc3339_parse(updated, &secs, &nanos) != 0 ||
+      (strcmp(status, "active") && strcmp(status, "pending") && strcmp(status, "suspended") &&
+       strcmp(status, "deleted")))
+    return wr_err_set(err, WR_EJSON, "bulk item %zu of page %zu (id \"%.64s\"): invalid values",
+                      index, page_no, id);
+  int64_t upd = secs * 1000000 + nanos / 1000;
+  if (upd > pg->max_upd_us)
+    pg->max_upd_us = upd;
+  if (view_batch_add(pg->rows, id, name, email, status, (uint64_t)version, upd) != 0)
+    return wr_err_set(err, WR_ENOMEM, "catch-up: out of memory");
+  return 0;
+}
+
 /* The pipeline between the page fetcher (HTTP, decoding) and the writers (database):
  * the fetcher runs on its own thread a few pages ahead, so fetching and decoding
  * overlaps writing, and WRITERS threads write pages at the same time, each on its own
@@ -172,6 +199,7 @@ typedef struct pipe_q {
   wr_err err;       /* the fetcher's failure (the pager's or add_item's) */
   bump mem;         /* the fetcher's decoding buffer */
   uint64_t fetched; /* pages received by the fetcher */
+  bool json_pages;  /* the customer service answered a JSON page (logged once) */
   const wr_sync_pager *pager;
   /* the writers' shared state */
   app *a;
@@ -191,24 +219,27 @@ typedef struct writer {
   int64_t waited_ns;
 } writer;
 
-/* Pager callback, fetcher thread: decodes the items into a free page, queues it. */
-static int enqueue_page(const wr_sync_item *items, size_t n, void *user) {
-  pipe_q *q = user;
+/* Fetcher thread: a free page to fill (seq set, rows cleared), or NULL when the
+ * writers stopped. */
+static page *take_page(pipe_q *q, size_t n) {
   pthread_mutex_lock(&q->mu);
   while (q->n_free == 0 && !q->abort)
     pthread_cond_wait(&q->cv, &q->mu);
   page *pg = q->abort ? NULL : q->free_list[--q->n_free];
   pthread_mutex_unlock(&q->mu);
-  if (!pg)
-    return WR_ESTOPPED;
-  view_batch_clear(pg->rows);
-  pg->n = n;
-  pg->max_upd_us = 0;
-  pg->seq = ++q->fetched;
-  pg->committed = false;
-  int rc = 0;
-  for (size_t i = 0; i < n && rc == 0; i++)
-    rc = add_item(&items[i], (size_t)pg->seq, i, &q->mem, pg, &q->err);
+  if (pg) {
+    view_batch_clear(pg->rows);
+    pg->n = n;
+    pg->max_upd_us = 0;
+    pg->seq = ++q->fetched;
+    pg->committed = false;
+  }
+  return pg;
+}
+
+/* Fetcher thread: queues a filled page (rc 0) or gives it back. Returns what the
+ * pager gets. */
+static int put_page(pipe_q *q, page *pg, int rc) {
   pthread_mutex_lock(&q->mu);
   if (rc != 0 || q->abort) {
     q->free_list[q->n_free++] = pg;
@@ -223,9 +254,38 @@ static int enqueue_page(const wr_sync_item *items, size_t n, void *user) {
   return rc;
 }
 
+/* Pager callbacks, fetcher thread: decode the items into a free page, queue it. */
+static int enqueue_page(const wr_sync_item *items, size_t n, void *user) {
+  pipe_q *q = user;
+  page *pg = take_page(q, n);
+  if (!pg)
+    return WR_ESTOPPED;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++)
+    rc = add_item(&items[i], (size_t)pg->seq, i, &q->mem, pg, &q->err);
+  return put_page(q, pg, rc);
+}
+
+static int enqueue_json_page(json_t *items, void *user) {
+  pipe_q *q = user;
+  if (!q->json_pages) {
+    q->json_pages = true;
+    wr_log_warn(NULL, "catch-up: the customer service answers JSON pages, not binary ones "
+                      "(an older version?); loading them as JSON, which costs more CPU");
+  }
+  page *pg = take_page(q, json_array_size(items));
+  if (!pg)
+    return WR_ESTOPPED;
+  int rc = 0;
+  for (size_t i = 0; i < pg->n && rc == 0; i++)
+    rc = add_json_item(json_array_get(items, i), (size_t)pg->seq, i, pg, &q->err);
+  return put_page(q, pg, rc);
+}
+
 static void *fetcher(void *arg) {
   pipe_q *q = arg;
-  int rc = wr_sync_pages_protobuf(q->pager, enqueue_page, q, NULL, NULL, &q->err);
+  int rc = wr_sync_pages_prefer_protobuf(q->pager, enqueue_page, enqueue_json_page, q, NULL, NULL,
+                                         &q->err);
   pthread_mutex_lock(&q->mu);
   q->done = true;
   q->rc = rc;

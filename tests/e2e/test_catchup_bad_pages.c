@@ -9,10 +9,13 @@
  * - an item that decodes but holds invalid values (status unspecified, version 0,
  *   no updated_at, an empty id);
  * - a page that is not a well-formed protobuf message;
- * - a 200 JSON page (a customer service that does not speak binary);
+ * - an item of a JSON page with invalid values;
+ * - a 200 page that is neither binary nor JSON (text/html);
  * - a problem reply (403).
  * Then the endpoint serves good pages and the same process finishes its catch-up on
- * its next retry: every customer in the view with its content, ready. */
+ * its next retry: every customer in the view with its content, ready. A customer
+ * service that answers JSON pages only (an older one) is loaded from them all the
+ * same, with a warning in the log. */
 #include "e2e.h"
 
 #include <warren/http.h>
@@ -31,8 +34,10 @@ enum mode {
   NO_UPDATED_AT,
   EMPTY_ID,
   BAD_PAGE,
-  JSON_PAGE,
-  FORBIDDEN
+  BAD_JSON_ITEM, /* a JSON page whose third item has an unknown status */
+  HTML_PAGE,     /* a 200 text/html page */
+  FORBIDDEN,
+  GOOD_JSON /* the customers as JSON pages (a customer service without binary pages) */
 };
 
 struct fake {
@@ -78,21 +83,36 @@ static size_t customer_bytes(int i, enum mode mode, uint8_t *out) {
   return customer__v1__customer__pack(&c, out);
 }
 
+/* A packed customer as the JSON form of the bulk API renders it. */
+static json_t *customer_json(const uint8_t *data, size_t len) {
+  Customer__V1__Customer *c = customer__v1__customer__unpack(NULL, len, data);
+  assert_non_null(c);
+  char created[WR_RFC3339_STRLEN], updated[WR_RFC3339_STRLEN];
+  wr_rfc3339_format(c->created_at->seconds, c->created_at->nanos, created);
+  wr_rfc3339_format(c->updated_at->seconds, c->updated_at->nanos, updated);
+  json_t *j = json_pack(
+      "{s:s,s:s,s:s,s:s,s:I,s:s,s:s}", "id", c->id, "name", c->name, "email", c->email, "status",
+      c->status == CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED ? "deleted" : "active",
+      "version", (json_int_t)c->version, "created_at", created, "updated_at", updated);
+  customer__v1__customer__free_unpacked(c, NULL);
+  return j;
+}
+
 static void fake_customers(wr_http_req *req, void *user) {
   struct fake *f = user;
   __atomic_add_fetch(&f->requests, 1, __ATOMIC_SEQ_CST);
   enum mode mode = (enum mode)f->mode;
   const char *acc = wr_http_req_header(req, "Accept");
-  if (!acc || strcmp(acc, WR_SYNC_PROTOBUF_TYPE) != 0) {
-    wr_http_reply_error(req, 406, "not_acceptable", "expected to be asked for binary pages");
+  if (!acc || strcmp(acc, WR_SYNC_PROTOBUF_TYPE ", application/json;q=0.5") != 0) {
+    wr_http_reply_error(req, 406, "not_acceptable", "expected binary pages first, JSON second");
     return;
   }
   if (mode == FORBIDDEN) {
     wr_http_reply_error(req, 403, "forbidden", "catch-up not allowed for this client");
     return;
   }
-  if (mode == JSON_PAGE) {
-    wr_http_reply_json(req, 200, json_pack("{s:[],s:n}", "items", "next_cursor"));
+  if (mode == HTML_PAGE) {
+    wr_http_reply_bytes(req, 200, "text/html", "<p>maintenance</p>", 18);
     return;
   }
   if (mode == BAD_PAGE) {
@@ -110,6 +130,19 @@ static void fake_customers(wr_http_req *req, void *user) {
   char next[16] = "";
   if (start + 25 < N)
     snprintf(next, sizeof next, "%d", start + 25);
+  if (mode == GOOD_JSON || mode == BAD_JSON_ITEM) {
+    json_t *arr = json_array();
+    for (size_t k = 0; k < n; k++) {
+      json_t *j = customer_json(items[k].data, items[k].len);
+      if (mode == BAD_JSON_ITEM && start + (int)k == 2)
+        json_object_set_new(j, "status", json_string("frozen"));
+      json_array_append_new(arr, j);
+    }
+    wr_http_reply_json(req, 200,
+                       json_pack("{s:o,s:o}", "items", arr, "next_cursor",
+                                 next[0] ? json_string(next) : json_null()));
+    return;
+  }
   Warren__V1__Page pg = WARREN__V1__PAGE__INIT;
   pg.n_items = n;
   pg.items = items;
@@ -164,6 +197,29 @@ static void wait_failure(const dk_proc *p, long *from, const char *text) {
   }
 }
 
+/* Every customer of the fake in the view, as served. */
+static void assert_view_as_served(e2e *e) {
+  assert_int_equal(e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view"), N);
+  for (int i = 0; i < N; i++) {
+    uint8_t buf[256];
+    size_t len = customer_bytes(i, GOOD, buf);
+    Customer__V1__Customer *c = customer__v1__customer__unpack(NULL, len, buf);
+    assert_non_null(c);
+    bool deleted = c->status == CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED;
+    /* a tombstone of a customer the view did not know keeps no content */
+    long long row = e2e_scalar(
+        e->order_db,
+        "SELECT count(*) FROM customer_view WHERE id = '%s' AND version = %llu AND status = '%s'"
+        " AND name = '%s' AND email = '%s' AND extract(epoch FROM source_updated_at) = "
+        "%lld.123456",
+        c->id, (unsigned long long)c->version, deleted ? "deleted" : "active",
+        deleted ? "" : c->name, deleted ? "" : c->email, (long long)c->updated_at->seconds);
+    if (row != 1)
+      fail_msg("customer %d is not in the view as served", i);
+    customer__v1__customer__free_unpacked(c, NULL);
+  }
+}
+
 static void bad_pages_then_good(void **state) {
   e2e *e = *state;
   struct fake f = {.mode = BAD_ITEM};
@@ -192,7 +248,10 @@ static void bad_pages_then_good(void **state) {
        "bulk item 2 of page 1 (id \"0190ca7c-0000-7000-8000-000000000002\"): no updated_at"},
       {EMPTY_ID, "bulk item 2 of page 1 (id \"\"): id of 0 bytes"},
       {BAD_PAGE, "binary page: length of field 1 at byte 0 runs past the end"},
-      {JSON_PAGE, "page with Content-Type \"application/json\", expected application/x-protobuf"},
+      {BAD_JSON_ITEM,
+       "bulk item 2 of page 1 (id \"0190ca7c-0000-7000-8000-000000000002\"): invalid values"},
+      {HTML_PAGE, "page with Content-Type \"text/html\", expected application/x-protobuf or "
+                  "application/json"},
       {FORBIDDEN, "GET page: HTTP 403: catch-up not allowed for this client"},
   };
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -211,25 +270,30 @@ static void bad_pages_then_good(void **state) {
     dk_tail(e->order.log_path, 30);
     fail_msg("%s", werr.msg);
   }
-  assert_int_equal(e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view"), N);
-  for (int i = 0; i < N; i++) {
-    uint8_t buf[256];
-    size_t len = customer_bytes(i, GOOD, buf);
-    Customer__V1__Customer *c = customer__v1__customer__unpack(NULL, len, buf);
-    assert_non_null(c);
-    bool deleted = c->status == CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED;
-    /* a tombstone of a customer the view did not know keeps no content */
-    long long row = e2e_scalar(
-        e->order_db,
-        "SELECT count(*) FROM customer_view WHERE id = '%s' AND version = %llu AND status = '%s'"
-        " AND name = '%s' AND email = '%s' AND extract(epoch FROM source_updated_at) = "
-        "%lld.123456",
-        c->id, (unsigned long long)c->version, deleted ? "deleted" : "active",
-        deleted ? "" : c->name, deleted ? "" : c->email, (long long)c->updated_at->seconds);
-    if (row != 1)
-      fail_msg("customer %d is not in the view as served", i);
-    customer__v1__customer__free_unpacked(c, NULL);
-  }
+  assert_view_as_served(e);
+  e2e_stop(&e->order);
+  wr_http_server_stop(srv);
+}
+
+/* A customer service that answers JSON pages only: loaded all the same, with a
+ * warning that says so. */
+static void json_pages_loaded(void **state) {
+  e2e *e = *state;
+  struct fake f = {.mode = GOOD_JSON};
+  static const wr_http_route routes[] = {{"GET", "/customers", fake_customers, 0}};
+  wr_http_opts o = WR_HTTP_OPTS_INIT;
+  o.routes = routes;
+  o.n_routes = 1;
+  o.user = &f;
+  wr_http_server *srv;
+  wr_err err;
+  assert_int_equal(wr_http_server_start(&o, &srv, &err), 0);
+  snprintf(e->customer.url, sizeof e->customer.url, "http://127.0.0.1:%u",
+           wr_http_server_port(srv));
+  e2e_start(e, &e->order, "order", NULL, true);
+  assert_view_as_served(e);
+  assert_true(log_has(e->order.log_path, 0, "answers JSON pages, not binary ones", NULL));
+  assert_int_equal(f.requests, 3);
   e2e_stop(&e->order);
   wr_http_server_stop(srv);
 }
@@ -241,6 +305,7 @@ static int setup(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(bad_pages_then_good, setup, e2e_teardown_state),
+      cmocka_unit_test_setup_teardown(json_pages_loaded, setup, e2e_teardown_state),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
