@@ -82,9 +82,10 @@
 /* Attempts to run one message again when a competing consumer created its aggregate's
  * guard row concurrently (see above), before it counts as a handler failure. */
 #define GUARD_CONFLICT_RETRIES 3
-/* After an optimistic transaction met a competing writer, this many following batches
- * take the row locks right away (competition tends to last: a second consumer on the
- * queue), then the consumer tries without them again. */
+/* After an optimistic transaction met a competing writer (or a failed statement, which
+ * may be a deadlock with one), this many following batches take the row locks right
+ * away (competition tends to last: a second consumer on the queue), then the consumer
+ * tries without them again. */
 #define LOCKED_AFTER_CONFLICT 64
 /* Backoff of database outages and of unconfirmed copies. */
 #define BACKOFF_BASE_MS 250
