@@ -27,12 +27,12 @@ file(MAKE_DIRECTORY ${WORK_DIR})
 
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 foreach(f include/warren/warren.h include/warren/schema.h
-          include/warren/gen/warren/v1/options.pb-c.h
+          include/warren/gen/warren/v1/options.pb-c.h include/warren/gen/warren/v1/page.pb-c.h
           include/warren/gen/google/protobuf/timestamp.pb-c.h
           lib/libwarren.a lib/libwarren_protos.a bin/protoc-gen-warren
           lib/cmake/warren/warrenConfig.cmake lib/cmake/warren/warrenConfigVersion.cmake
           lib/cmake/warren/warrenTargets.cmake lib/cmake/warren/WarrenGenerate.cmake
-          share/warren/proto/warren/v1/options.proto)
+          share/warren/proto/warren/v1/options.proto share/warren/proto/warren/v1/page.proto)
   if(NOT EXISTS ${prefix}/${f})
     message(FATAL_ERROR "not installed: ${f}")
   endif()
