@@ -27,10 +27,16 @@ void wr__sb_pg_elem(wr__sbuf *b, const char *s, bool first) {
   if (!first)
     wr__sb_put(b, ",", 1);
   wr__sb_put(b, "\"", 1);
-  for (const char *p = s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      wr__sb_put(b, "\\", 1);
-    wr__sb_put(b, p, 1);
+  /* runs of plain characters in one copy; each '"' or '\\' escaped */
+  for (const char *p = s; *p;) {
+    size_t run = strcspn(p, "\"\\");
+    if (run)
+      wr__sb_put(b, p, run);
+    p += run;
+    if (*p) {
+      char esc[2] = {'\\', *p++};
+      wr__sb_put(b, esc, 2);
+    }
   }
   wr__sb_put(b, "\"", 1);
 }
