@@ -77,7 +77,7 @@
 /* Queue depth refresh for warren_consumer_lag_messages. */
 #define LAG_INTERVAL_MS 2000
 /* Inbox cleanup: rows per DELETE, DELETEs per cleanup slot (the rest waits a second). */
-#define CLEANUP_CHUNK 1000
+#define CLEANUP_CHUNK           1000
 #define CLEANUP_CHUNKS_PER_SLOT 20
 /* Attempts to run one message again when a competing consumer created its aggregate's
  * guard row concurrently (see above), before it counts as a handler failure. */
@@ -88,11 +88,11 @@
  * tries without them again. */
 #define LOCKED_AFTER_CONFLICT 64
 /* Backoff of database outages and of unconfirmed copies. */
-#define BACKOFF_BASE_MS 250
-#define BACKOFF_MAX_MS 15000
-#define MAX_RETRY_TIERS 32
+#define BACKOFF_BASE_MS    250
+#define BACKOFF_MAX_MS     15000
+#define MAX_RETRY_TIERS    32
 #define MAX_ATTEMPT_HEADER 1000000
-#define ERR_TEXT_MAX 1000
+#define ERR_TEXT_MAX       1000
 /* Replay: how long the probe reads the stream's last chunk to find its end, how long
  * it waits for one more delivery, and how long a replay may sit without deliveries
  * before it counts as finished. */
@@ -103,11 +103,11 @@
  * already received (a handover leaves it up to `prefetch` deliveries): events of one
  * aggregate then stay in order across the change, instead of the older ones being
  * skipped as stale. */
-#define ACQUIRE_AFTER_MS 1000
+#define ACQUIRE_AFTER_MS  1000
 #define HANDOVER_GRACE_MS 1000
-#define PROBE_MAX_MS 3000
-#define PROBE_GAP_MS 300
-#define STREAM_IDLE_MS 10000
+#define PROBE_MAX_MS      3000
+#define PROBE_GAP_MS      300
+#define STREAM_IDLE_MS    10000
 
 static const unsigned default_delays_ms[] = {1000, 5000, 30000, 120000};
 
@@ -116,21 +116,19 @@ static const char inbox_sql[] =
     "INSERT INTO warren_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
     " ON CONFLICT DO NOTHING RETURNING event_id::text";
 static const char gload_stmt[] = "warren_consumer_guard_load";
-static const char gload_sql[] =
-    "SELECT v.aggregate_type, v.aggregate_id, v.version, v.tombstone"
-    " FROM warren_versions v"
-    " JOIN unnest($2::text[], $3::text[]) AS k(t, id)"
-    "   ON v.aggregate_type = k.t AND v.aggregate_id = k.id"
-    " WHERE v.scope = $1"
-    " ORDER BY v.aggregate_type, v.aggregate_id FOR UPDATE OF v";
+static const char gload_sql[] = "SELECT v.aggregate_type, v.aggregate_id, v.version, v.tombstone"
+                                " FROM warren_versions v"
+                                " JOIN unnest($2::text[], $3::text[]) AS k(t, id)"
+                                "   ON v.aggregate_type = k.t AND v.aggregate_id = k.id"
+                                " WHERE v.scope = $1"
+                                " ORDER BY v.aggregate_type, v.aggregate_id FOR UPDATE OF v";
 /* The optimistic read: the same rows, no lock. */
 static const char gpeek_stmt[] = "warren_consumer_guard_peek";
-static const char gpeek_sql[] =
-    "SELECT v.aggregate_type, v.aggregate_id, v.version, v.tombstone"
-    " FROM warren_versions v"
-    " JOIN unnest($2::text[], $3::text[]) AS k(t, id)"
-    "   ON v.aggregate_type = k.t AND v.aggregate_id = k.id"
-    " WHERE v.scope = $1";
+static const char gpeek_sql[] = "SELECT v.aggregate_type, v.aggregate_id, v.version, v.tombstone"
+                                " FROM warren_versions v"
+                                " JOIN unnest($2::text[], $3::text[]) AS k(t, id)"
+                                "   ON v.aggregate_type = k.t AND v.aggregate_id = k.id"
+                                " WHERE v.scope = $1";
 /* The optimistic write, a compare-and-set per aggregate: k.had = a row was read, with
  * version k.old and tombstone k.old_tomb. Updates wait for a competing writer's row
  * lock and then re-check their condition against its committed row (READ COMMITTED),
@@ -302,7 +300,7 @@ struct wr_consumer {
   bool txn_lock;        /* the transaction in progress takes the guard's row locks */
   bool txn_stmt_failed; /* its failure came with a failed statement */
   unsigned locked_left; /* batches still to run the locking way (LOCKED_AFTER_CONFLICT) */
-  size_t *txn; /* indexes of the items of the current transaction */
+  size_t *txn;          /* indexes of the items of the current transaction */
   size_t n_txn;
   size_t *pending; /* the items left for the one-by-one pass */
 
@@ -314,8 +312,8 @@ struct wr_consumer {
   wr_histogram *m_latency;
   wr_histogram *m_batch;
   wr_gauge *m_lag;
-  wr_gauge *m_parts;        /* partitioned: partitions delivering to this instance */
-  wr_counter *m_handovers;  /* partitioned: partitions handed over */
+  wr_gauge *m_parts;       /* partitioned: partitions delivering to this instance */
+  wr_counter *m_handovers; /* partitioned: partitions handed over */
 
   wr_batch_flush_fn batch_flush;
   wr_batch_discard_fn batch_discard;
@@ -326,14 +324,14 @@ struct wr_consumer {
 
   /* partitioned group */
   unsigned n_parts;
-  char **parts;        /* <queue>.p<k> */
-  char *members;       /* <queue>.members */
-  bool *part_seen;     /* a delivery came from it since we (re)registered */
-  bool *part_out;      /* handed over: not consumed until the next rebalance tick */
+  char **parts;         /* <queue>.p<k> */
+  char *members;        /* <queue>.members */
+  bool *part_seen;      /* a delivery came from it since we (re)registered */
+  bool *part_out;       /* handed over: not consumed until the next rebalance tick */
   int64_t *part_reg_ns; /* when we (re)registered on it */
-  bool acquired;       /* a partition came over from another instance */
-  uint32_t others;     /* other instances seen at registration / last rebalance */
-  uint64_t parts_gen;  /* connection generation part_seen belongs to */
+  bool acquired;        /* a partition came over from another instance */
+  uint32_t others;      /* other instances seen at registration / last rebalance */
+  uint64_t parts_gen;   /* connection generation part_seen belongs to */
   unsigned rebalance_ms;
   int64_t next_rebalance_ns;
   uint32_t parts_active; /* atomic: stats */
@@ -346,10 +344,9 @@ struct wr_consumer {
   int64_t stream_done; /* atomic: offset of the last settled message, -1 */
   int64_t stream_end;  /* atomic: where the run ends, -1 = empty stream */
   int64_t last_delivery_ns;
-  int finished;        /* atomic */
+  int finished; /* atomic */
   bool stream_failed;
 };
-
 
 enum { R_APPLIED, R_DUPLICATE, R_STALE, R_RETRIED, R_DEAD, R_SKIPPED };
 
@@ -369,7 +366,6 @@ static char *dup_or_null(const char *s, bool *oom) {
     *oom = true;
   return d;
 }
-
 
 /* Makes a failure text one clean line for a header and a log: control characters (a
  * PostgreSQL message has newlines) become spaces, runs of spaces one, bytes that are
@@ -435,7 +431,8 @@ static int parse_stream_from(const char *from, stream_from *out) {
     snprintf(out->word, sizeof out->word, "%s", from ? from : "first");
     return 0;
   }
-  if (*from >= '0' && *from <= '9' && strlen(from) <= 19 && strspn(from, "0123456789") == strlen(from)) {
+  if (*from >= '0' && *from <= '9' && strlen(from) <= 19 &&
+      strspn(from, "0123456789") == strlen(from)) {
     errno = 0;
     unsigned long long v = strtoull(from, NULL, 10);
     if (errno || v > (unsigned long long)INT64_MAX)
@@ -501,19 +498,19 @@ static void setup_metrics(wr_consumer *c) {
                                         "Events consumed, by outcome.", labels);
   }
   snprintf(labels, sizeof labels, "queue=\"%s\"", q);
-  c->m_latency = wr_metrics_histogram(
-      c->metrics, "warren_sync_latency_seconds",
-      "Time from an event's occurred_at to the commit of its handler.", labels,
-      wr_metrics_latency_buckets, wr_metrics_latency_buckets_n);
+  c->m_latency =
+      wr_metrics_histogram(c->metrics, "warren_sync_latency_seconds",
+                           "Time from an event's occurred_at to the commit of its handler.", labels,
+                           wr_metrics_latency_buckets, wr_metrics_latency_buckets_n);
   c->m_batch = wr_metrics_histogram(c->metrics, "warren_consumer_batch_size",
                                     "Deliveries per consumer batch.", labels, batch_buckets,
                                     sizeof batch_buckets / sizeof batch_buckets[0]);
   c->m_lag = wr_metrics_gauge(c->metrics, "warren_consumer_lag_messages",
                               "Messages ready in the consumer's queue.", labels);
   if (c->n_parts > 0) {
-    c->m_parts = wr_metrics_gauge(c->metrics, "warren_consumer_partitions_active",
-                                  "Partitions delivering to this instance (partitioned group).",
-                                  labels);
+    c->m_parts =
+        wr_metrics_gauge(c->metrics, "warren_consumer_partitions_active",
+                         "Partitions delivering to this instance (partitioned group).", labels);
     c->m_handovers = wr_metrics_counter(c->metrics, "warren_consumer_handovers_total",
                                         "Partitions handed over to other instances.", labels);
   }
@@ -667,13 +664,13 @@ int wr_consumer_topology(const wr_consumer *c, wr_topology *t) {
     if ((rc = wr_topology_exchange(t, type_exchange(c->handlers[i].t), "topic")) < 0)
       return rc;
   if (c->n_parts > 0) {
-    wr_partitioned_queue pq = {
-        .queue = c->queue,
-        .partitions = c->n_parts,
-        .type = c->queue_type,
-        .retry_delays_ms = c->delays,
-        .n_retry_delays = c->n_delays,
-        .delivery_limit = c->queue_type == WR_QUEUE_QUORUM ? c->delivery_limit : 0};
+    wr_partitioned_queue pq = {.queue = c->queue,
+                               .partitions = c->n_parts,
+                               .type = c->queue_type,
+                               .retry_delays_ms = c->delays,
+                               .n_retry_delays = c->n_delays,
+                               .delivery_limit =
+                                   c->queue_type == WR_QUEUE_QUORUM ? c->delivery_limit : 0};
     if ((rc = wr_topology_partitioned_queue(t, &pq)) < 0)
       return rc;
     char x[300];
@@ -688,7 +685,8 @@ int wr_consumer_topology(const wr_consumer *c, wr_topology *t) {
                          .type = c->queue_type,
                          .retry_delays_ms = c->delays,
                          .n_retry_delays = c->n_delays,
-                         .delivery_limit = c->queue_type == WR_QUEUE_QUORUM ? c->delivery_limit : 0};
+                         .delivery_limit =
+                             c->queue_type == WR_QUEUE_QUORUM ? c->delivery_limit : 0};
   if ((rc = wr_topology_consumer_queue(t, &q)) < 0)
     return rc;
   for (size_t i = 0; i < c->n_handlers; i++)
@@ -985,7 +983,8 @@ static void classify(wr_consumer *c, item *it) {
       it->d = D_SKIPPED;
       return;
     }
-    set_fail(it, D_DLQ, WR_ENOHANDLER, "WR_ENOHANDLER: no handler registered for event type \"%.200s\"",
+    set_fail(it, D_DLQ, WR_ENOHANDLER,
+             "WR_ENOHANDLER: no handler registered for event type \"%.200s\"",
              fits ? it->type_name : "(unreadable type)");
     return;
   }
@@ -1029,12 +1028,24 @@ static void classify(wr_consumer *c, item *it) {
 
 /* ---- inside a handler -------------------------------------------------------------------- */
 
-PGconn *wr_msg_db(wr_msg *m) { return m ? m->c->db : NULL; }
-const wr_meta *wr_msg_meta(const wr_msg *m) { return m ? m->it->meta : NULL; }
-const wr_event_type *wr_msg_type(const wr_msg *m) { return m ? m->it->h->t : NULL; }
-unsigned wr_msg_attempt(const wr_msg *m) { return m ? m->it->attempt : 0; }
-bool wr_msg_redelivered(const wr_msg *m) { return m && m->it->env.redelivered; }
-const char *wr_msg_consumer(const wr_msg *m) { return m ? m->c->name : NULL; }
+PGconn *wr_msg_db(wr_msg *m) {
+  return m ? m->c->db : NULL;
+}
+const wr_meta *wr_msg_meta(const wr_msg *m) {
+  return m ? m->it->meta : NULL;
+}
+const wr_event_type *wr_msg_type(const wr_msg *m) {
+  return m ? m->it->h->t : NULL;
+}
+unsigned wr_msg_attempt(const wr_msg *m) {
+  return m ? m->it->attempt : 0;
+}
+bool wr_msg_redelivered(const wr_msg *m) {
+  return m && m->it->env.redelivered;
+}
+const char *wr_msg_consumer(const wr_msg *m) {
+  return m ? m->c->name : NULL;
+}
 
 void wr_msg_set_stale(wr_msg *m) {
   if (m)
@@ -1428,8 +1439,7 @@ static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
     if (rc == 0 && PQtransactionStatus(c->db) == PQTRANS_INERROR) {
       rc = WR_EDB;
       if (!it->err[0])
-        snprintf(it->err, sizeof it->err,
-                 "handler returned success but a statement failed: %.400s",
+        snprintf(it->err, sizeof it->err, "handler returned success but a statement failed: %.400s",
                  PQerrorMessage(c->db));
     }
     if (rc != 0) {
@@ -1766,8 +1776,12 @@ static void publish_copies(wr_consumer *c) {
     props.headers = headers;
     /* A copy is the only remaining instance of the event: make it survive a restart. */
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    wr_publish pub = {.exchange = "", .routing_key = rk, .body = it->env.message.body.bytes,
-                      .len = it->env.message.body.len, .props = &props, .mandatory = true};
+    wr_publish pub = {.exchange = "",
+                      .routing_key = rk,
+                      .body = it->env.message.body.bytes,
+                      .len = it->env.message.body.len,
+                      .props = &props,
+                      .mandatory = true};
     if (tier) {
       wr_topology_retry_name(c->queue, tier, rk, sizeof rk);
     } else {
@@ -2057,7 +2071,8 @@ static void refresh_lag(wr_consumer *c) {
   unsigned nq = c->n_parts ? c->n_parts : 1;
   double total = 0;
   for (unsigned k = 0; k < nq; k++) {
-    wr_queue_decl d = {.name = c->n_parts ? c->parts[k] : c->queue, .durable = true,
+    wr_queue_decl d = {.name = c->n_parts ? c->parts[k] : c->queue,
+                       .durable = true,
                        .arguments = amqp_empty_table};
     uint32_t n = 0;
     wr_err e;
@@ -2093,8 +2108,7 @@ static void rebalance(wr_consumer *c) {
       continue;
     wr_err_clear(&e);
     if (wr_conn_consume(c->conn, c->parts[k], c->prefetch, false, amqp_empty_table, &e) != 0) {
-      wr_log_warn(NULL, "consumer %s: consuming %s again failed: %s", c->queue, c->parts[k],
-                  e.msg);
+      wr_log_warn(NULL, "consumer %s: consuming %s again failed: %s", c->queue, c->parts[k], e.msg);
       if (wr_conn_is_open(c->conn))
         wr_conn_close(c->conn); /* the reconnect registers every partition */
       c->consuming = false;
@@ -2169,8 +2183,8 @@ static int stream_probe_end(wr_consumer *c, int64_t *end, wr_err *err) {
     int64_t left = PROBE_MAX_MS - (wr_mono_ns() - start) / 1000000;
     if (left <= 0)
       break;
-    rc = wr_conn_next_delivery(c->probe, left < PROBE_GAP_MS ? (unsigned)left : PROBE_GAP_MS,
-                               &env, err);
+    rc = wr_conn_next_delivery(c->probe, left < PROBE_GAP_MS ? (unsigned)left : PROBE_GAP_MS, &env,
+                               err);
     if (rc == WR_ETIMEDOUT) {
       rc = 0;
       break;
@@ -2293,8 +2307,8 @@ static int run_setup(wr_consumer *c) {
     rc = db_open(c, &e);
     if (rc == 0)
       break;
-    if (c->migrated || wr_db_broken(c->db) || !e.sqlstate[0] ||
-        strncmp(e.sqlstate, "08", 2) == 0 || strncmp(e.sqlstate, "57", 2) == 0) {
+    if (c->migrated || wr_db_broken(c->db) || !e.sqlstate[0] || strncmp(e.sqlstate, "08", 2) == 0 ||
+        strncmp(e.sqlstate, "57", 2) == 0) {
       if (attempt == 0)
         wr_log_error(NULL, "consumer %s: database unavailable, retrying: %s", c->queue, e.msg);
       wr_sleep_ms(wr_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS), &c->stop);
@@ -2459,4 +2473,6 @@ void wr__consumer_set_hook(wr_consumer *c, wr__consumer_hook_fn fn, void *user) 
   c->hook_user = user;
 }
 
-wr_conn *wr__consumer_conn(wr_consumer *c) { return c ? c->conn : NULL; }
+wr_conn *wr__consumer_conn(wr_consumer *c) {
+  return c ? c->conn : NULL;
+}

@@ -58,14 +58,12 @@ static const char record_new_sql[] =
     " SELECT $1, $2, k.id, k.ver, k.tomb, now()"
     " FROM unnest($3::text[], $4::bigint[], $5::boolean[]) AS k(id, ver, tomb)";
 
-static const char get_sql[] =
-    "SELECT version, tombstone FROM warren_versions"
-    " WHERE scope = $1 AND aggregate_type = $2 AND aggregate_id = $3";
+static const char get_sql[] = "SELECT version, tombstone FROM warren_versions"
+                              " WHERE scope = $1 AND aggregate_type = $2 AND aggregate_id = $3";
 
 static int check_key(const char *scope, const char *aggregate_type, const char *aggregate_id,
                      wr_err *err) {
-  if (!scope || !*scope || !aggregate_type || !*aggregate_type || !aggregate_id ||
-      !*aggregate_id)
+  if (!scope || !*scope || !aggregate_type || !*aggregate_type || !aggregate_id || !*aggregate_id)
     return wr_err_set(err, WR_EINVAL, "version guard: scope, aggregate type and id are required");
   return 0;
 }
@@ -228,8 +226,8 @@ int wr_guard_record_new(PGconn *c, const char *scope, const char *aggregate_type
   return rc;
 }
 
-int wr_guard_get(PGconn *c, const char *scope, const char *aggregate_type,
-                 const char *aggregate_id, uint64_t *version, bool *tombstone, wr_err *err) {
+int wr_guard_get(PGconn *c, const char *scope, const char *aggregate_type, const char *aggregate_id,
+                 uint64_t *version, bool *tombstone, wr_err *err) {
   if (!c || !version || !tombstone)
     return wr_err_set(err, WR_EINVAL, "version guard: NULL argument");
   int rc = check_key(scope, aggregate_type, aggregate_id, err);

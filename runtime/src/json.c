@@ -66,7 +66,6 @@ static void path_pop(jctx *c, size_t prev) {
   c->path[prev] = '\0';
 }
 
-
 static const char *printable(const char *s, size_t n, char *buf, size_t bufsz) {
   return wr__printable(s, n, 40, buf, bufsz);
 }

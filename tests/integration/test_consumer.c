@@ -101,17 +101,18 @@ static void applied_once(void **state) {
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM history"), 50);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE version = 5 AND count = 50"),
                    10);
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM warren_inbox WHERE consumer = '%s'", f.queue),
-                   50);
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM warren_versions WHERE scope = '%s'"
-                                 " AND version = 5",
+  assert_int_equal(
+      fx_scalar(&f, "SELECT count(*) FROM warren_inbox WHERE consumer = '%s'", f.queue), 50);
+  assert_int_equal(fx_scalar(&f,
+                             "SELECT count(*) FROM warren_versions WHERE scope = '%s'"
+                             " AND version = 5",
                              f.queue),
                    10);
   char *m = wr_metrics_render(f.metrics);
   assert_non_null(m);
   char want[300];
-  snprintf(want, sizeof want,
-           "warren_events_consumed_total{queue=\"%s\",result=\"applied\"} 50", f.queue);
+  snprintf(want, sizeof want, "warren_events_consumed_total{queue=\"%s\",result=\"applied\"} 50",
+           f.queue);
   assert_non_null(strstr(m, want));
   assert_non_null(strstr(m, "warren_sync_latency_seconds_count"));
   assert_non_null(strstr(m, "warren_consumer_batch_size"));
@@ -382,11 +383,11 @@ static void poison_never_blocks(void **state) {
   f.opts.batch_wait_ms = 200;
   fx_create(&f);
   int healthy = 0;
-#define HEALTHY()                                                                          \
-  do {                                                                                     \
-    char agg_[16];                                                                         \
-    snprintf(agg_, sizeof agg_, "h%d", healthy++);                                         \
-    fx_simple(&f, TESTEV_CREATED, agg_, 1, "ok");                                          \
+#define HEALTHY()                                                                                  \
+  do {                                                                                             \
+    char agg_[16];                                                                                 \
+    snprintf(agg_, sizeof agg_, "h%d", healthy++);                                                 \
+    fx_simple(&f, TESTEV_CREATED, agg_, 1, "ok");                                                  \
   } while (0)
   const char *created = f.types[TESTEV_CREATED].type;
 
@@ -461,7 +462,7 @@ static void poison_never_blocks(void **state) {
                    0);
   fx_wait_depth(&f, ".dlq", n_poison, 10000);
 
-  static const char *const reasons[] = {"WR_EDECODE", "WR_ENOHANDLER", "WR_EMETA", "WR_ETOOBIG",
+  static const char *const reasons[] = {"WR_EDECODE", "WR_ENOHANDLER",    "WR_EMETA", "WR_ETOOBIG",
                                         "mismatch",   "statement failed", "failed"};
   int found[7] = {0};
   for (int i = 0; i < n_poison; i++) {
@@ -655,7 +656,8 @@ static void batch_hooks_flush_and_discard(void **state) {
   fx_stop(&f, "hooks");
   printf("[ figures  ] flushes=%d discards=%d\n", f.flushes, f.discards);
   assert_true(f.discards >= 2); /* the batch, and the bad message alone */
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE version = 2 AND count = 20"), 10);
+  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE version = 2 AND count = 20"),
+                   10);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE id = 'bad'"), 0);
   assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM history"), 20);
   assert_int_equal(f.n_rows, 0);
@@ -871,13 +873,17 @@ static void handler_outbox(void **state) {
   fx_init(&f, "outbox");
   fx_start(&f);
   char id[WR_UUID_STRLEN];
-  fx_ev ev = {.kind = TESTEV_CREATED, .agg_id = "ob1", .version = 1, .name = "outbox",
+  fx_ev ev = {.kind = TESTEV_CREATED,
+              .agg_id = "ob1",
+              .version = 1,
+              .name = "outbox",
               .correlation_id = "corr-123"};
   fx_event(&f, &ev, id);
   FX_WAIT_STAT(&f, applied, 1, 20000);
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM warren_outbox WHERE aggregate_id = 'ob1-follow'"
-                                 " AND correlation_id = 'corr-123' AND causation_id = '%s'"
-                                 " AND source_service = 'fixture'",
+  assert_int_equal(fx_scalar(&f,
+                             "SELECT count(*) FROM warren_outbox WHERE aggregate_id = 'ob1-follow'"
+                             " AND correlation_id = 'corr-123' AND causation_id = '%s'"
+                             " AND source_service = 'fixture'",
                              id),
                    1);
   fx_stop(&f, "outbox");
@@ -895,10 +901,11 @@ static void inbox_cleanup(void **state) {
   fx_create(&f);
   /* what an older run left behind: 2500 old rows (several chunks), 3 recent */
   char sql[600];
-  snprintf(sql, sizeof sql,
-           "INSERT INTO warren_inbox (consumer, event_id, processed_at)"
-           " SELECT '%s', gen_random_uuid(), now() - interval '2 hours' FROM generate_series(1, 2500)",
-           f.queue);
+  snprintf(
+      sql, sizeof sql,
+      "INSERT INTO warren_inbox (consumer, event_id, processed_at)"
+      " SELECT '%s', gen_random_uuid(), now() - interval '2 hours' FROM generate_series(1, 2500)",
+      f.queue);
   PQclear(wt_pg_exec(f.pg, sql));
   snprintf(sql, sizeof sql,
            "INSERT INTO warren_inbox (consumer, event_id, processed_at)"
@@ -919,8 +926,8 @@ static void inbox_cleanup(void **state) {
       fail_msg("cleanup did not remove old rows");
     usleep(100000);
   }
-  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM warren_inbox WHERE consumer = 'someone-else'"),
-                   10);
+  assert_int_equal(
+      fx_scalar(&f, "SELECT count(*) FROM warren_inbox WHERE consumer = 'someone-else'"), 10);
   fx_stop(&f, "cleanup");
   fx_done(&f);
 }

@@ -167,10 +167,11 @@ static inline int fx_handle(wr_msg *m, const ProtobufCMessage *ev, wr_fnptr fn, 
   int rc;
   if (t->kind == WR_KIND_DELETED) {
     const char *p[2] = {meta->aggregate_id, ver};
-    rc = fx_sql(m,
-                "INSERT INTO widgets (id, name, count, version, deleted) VALUES ($1, '', 0, $2, true)"
-                " ON CONFLICT (id) DO UPDATE SET deleted = true, version = EXCLUDED.version",
-                2, p);
+    rc = fx_sql(
+        m,
+        "INSERT INTO widgets (id, name, count, version, deleted) VALUES ($1, '', 0, $2, true)"
+        " ON CONFLICT (id) DO UPDATE SET deleted = true, version = EXCLUDED.version",
+        2, p);
   } else {
     const char *p[4] = {meta->aggregate_id, w ? w->name : "", cnt, ver};
     rc = fx_sql(m,
@@ -182,8 +183,8 @@ static inline int fx_handle(wr_msg *m, const ProtobufCMessage *ev, wr_fnptr fn, 
   if (rc < 0)
     return rc;
   const char *hp[4] = {meta->aggregate_id, ver, meta->event_id, wr_event_kind_name(t->kind)};
-  rc = fx_sql(m, "INSERT INTO history (id, version, event_id, kind) VALUES ($1, $2, $3, $4)", 4,
-              hp);
+  rc =
+      fx_sql(m, "INSERT INTO history (id, version, event_id, kind) VALUES ($1, $2, $3, $4)", 4, hp);
   if (rc < 0)
     return rc;
   if (strcmp(behaviour, "outbox") == 0) {
@@ -269,12 +270,13 @@ static inline int fx_flush(wr_consumer *c, PGconn *db, void *user, wr_err *err) 
   const char *p1[4] = {a[0], a[1], a[2], a[3]};
   const char *p2[4] = {a[4], a[5], a[6], a[7]};
   int rc = 0;
-  PGresult *r = PQexecParams(db,
-                             "INSERT INTO widgets (id, name, count, version)"
-                             " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
-                             " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,"
-                             " count = EXCLUDED.count, version = EXCLUDED.version",
-                             4, NULL, p1, NULL, NULL, 0);
+  PGresult *r =
+      PQexecParams(db,
+                   "INSERT INTO widgets (id, name, count, version)"
+                   " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
+                   " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,"
+                   " count = EXCLUDED.count, version = EXCLUDED.version",
+                   4, NULL, p1, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_COMMAND_OK)
     rc = wr_err_set(err, WR_EDB, "flush widgets: %s", PQerrorMessage(db));
   PQclear(r);
@@ -317,8 +319,9 @@ static inline void fx_init(fx *f, const char *name) {
   PQclear(wt_pg_exec(f->pg, "CREATE TABLE widgets (id text PRIMARY KEY, name text NOT NULL,"
                             " count bigint NOT NULL, version bigint NOT NULL,"
                             " deleted boolean NOT NULL DEFAULT false)"));
-  PQclear(wt_pg_exec(f->pg, "CREATE TABLE history (seq bigserial PRIMARY KEY, id text NOT NULL,"
-                            " version bigint NOT NULL, event_id uuid NOT NULL, kind text NOT NULL)"));
+  PQclear(wt_pg_exec(f->pg,
+                     "CREATE TABLE history (seq bigserial PRIMARY KEY, id text NOT NULL,"
+                     " version bigint NOT NULL, event_id uuid NOT NULL, kind text NOT NULL)"));
 
   wr_conn_opts co = WR_CONN_OPTS_INIT;
   co.urls = wt_require("WARREN_AMQP_URL");
@@ -333,8 +336,8 @@ static inline void fx_init(fx *f, const char *name) {
   if (wr_conn_open(f->pub, &e) != 0)
     fail_msg("publisher open: %s", e.msg);
   assert_int_equal(wr_conn_confirm_mode(f->pub, &e), 0);
-  wr_exchange_decl x = {.name = f->exchange, .type = "topic", .durable = true,
-                        .arguments = amqp_empty_table};
+  wr_exchange_decl x = {
+      .name = f->exchange, .type = "topic", .durable = true, .arguments = amqp_empty_table};
   if (wr_conn_declare_exchange(f->pub, &x, &e) != 0)
     fail_msg("declare exchange: %s", e.msg);
 
@@ -380,8 +383,8 @@ static inline void fx_print_stats(const fx *f, const char *label) {
   printf("[ stats    ] %s: applied=%" PRIu64 " duplicates=%" PRIu64 " stale=%" PRIu64
          " retried=%" PRIu64 " dead_lettered=%" PRIu64 " skipped=%" PRIu64 " batches=%" PRIu64
          " fallbacks=%" PRIu64 " reconnects=%" PRIu64 "\n",
-         label, s.applied, s.duplicates, s.stale, s.retried, s.dead_lettered, s.skipped,
-         s.batches, s.batch_fallbacks, s.reconnects);
+         label, s.applied, s.duplicates, s.stale, s.retried, s.dead_lettered, s.skipped, s.batches,
+         s.batch_fallbacks, s.reconnects);
   fflush(stdout);
 }
 
@@ -423,13 +426,13 @@ static inline void fx_done(fx *f) {
 /* ---- publishing -------------------------------------------------------------------- */
 
 typedef struct fx_ev {
-  int kind;               /* TESTEV_CREATED / UPDATED / DELETED */
-  const char *event_id;   /* NULL = a new UUIDv7 */
-  const char *agg_type;   /* NULL = "widget" */
+  int kind;             /* TESTEV_CREATED / UPDATED / DELETED */
+  const char *event_id; /* NULL = a new UUIDv7 */
+  const char *agg_type; /* NULL = "widget" */
   const char *agg_id;
   uint64_t version;
-  const char *name;       /* widget name or deletion reason (the behaviour) */
-  const char *data_id;    /* NULL = agg_id */
+  const char *name;    /* widget name or deletion reason (the behaviour) */
+  const char *data_id; /* NULL = agg_id */
   const char *correlation_id;
   bool no_meta;
 } fx_ev;
@@ -459,8 +462,12 @@ static inline void fx_send_to(fx *f, const char *exchange, const char *routing_k
     p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     p.message_id = amqp_cstring_bytes(message_id);
   }
-  wr_publish pub = {.exchange = exchange, .routing_key = routing_key, .body = body, .len = len,
-                    .props = &p, .mandatory = false};
+  wr_publish pub = {.exchange = exchange,
+                    .routing_key = routing_key,
+                    .body = body,
+                    .len = len,
+                    .props = &p,
+                    .mandatory = false};
   wr_err e;
   wr_err_clear(&e);
   uint64_t seq = 0;
@@ -472,8 +479,8 @@ static inline void fx_send_to(fx *f, const char *exchange, const char *routing_k
   assert_int_equal(worst, 0);
 }
 
-static inline void fx_send(fx *f, const char *routing_key, const char *type_prop,
-                           const void *body, size_t len, const char *message_id) {
+static inline void fx_send(fx *f, const char *routing_key, const char *type_prop, const void *body,
+                           size_t len, const char *message_id) {
   fx_send_to(f, f->exchange, routing_key, type_prop, body, len, message_id);
 }
 
@@ -542,8 +549,7 @@ static inline void fx_event(fx *f, const fx_ev *ev, char *id_out) {
 }
 
 /* Shorthand: one event of a kind for widget `agg` at `version`. */
-static inline void fx_simple(fx *f, int kind, const char *agg, uint64_t version,
-                             const char *name) {
+static inline void fx_simple(fx *f, int kind, const char *agg, uint64_t version, const char *name) {
   fx_ev ev = {.kind = kind, .agg_id = agg, .version = version, .name = name};
   fx_event(f, &ev, NULL);
 }
@@ -565,13 +571,13 @@ static inline bool fx_stat_reached(void *user) {
   return v >= a->at_least;
 }
 
-#define FX_WAIT_STAT(f, field, n, timeout_ms)                                              \
-  do {                                                                                     \
-    fx_wait_arg wa_ = {(f), offsetof(wr_consumer_stats, field), (n)};                     \
-    if (!wt_wait_until(fx_stat_reached, &wa_, (timeout_ms))) {                             \
-      fx_print_stats((f), "timeout");                                                      \
-      fail_msg("timed out waiting for stats." #field " >= %llu", (unsigned long long)(n)); \
-    }                                                                                      \
+#define FX_WAIT_STAT(f, field, n, timeout_ms)                                                      \
+  do {                                                                                             \
+    fx_wait_arg wa_ = {(f), offsetof(wr_consumer_stats, field), (n)};                              \
+    if (!wt_wait_until(fx_stat_reached, &wa_, (timeout_ms))) {                                     \
+      fx_print_stats((f), "timeout");                                                              \
+      fail_msg("timed out waiting for stats." #field " >= %llu", (unsigned long long)(n));         \
+    }                                                                                              \
   } while (0)
 
 static inline wr_consumer_stats fx_stats(const fx *f) {

@@ -2,8 +2,8 @@
 /* test_consumer_throughput.c: figures, not assertions on speed (the machine is shared).
  *
  * The same pre-loaded events (WARREN_PERF_N, default 10000 WidgetUpdated events over
- * N/10 widgets, versions increasing, 5% duplicates; WARREN_PERF_BATCH, default 200) are routed to two queues: one is
- * drained by a bare rabbitmq-c loop (prefetch 1000, multiple-ack every 100: the
+ * N/10 widgets, versions increasing, 5% duplicates; WARREN_PERF_BATCH, default 200) are routed to
+ * two queues: one is drained by a bare rabbitmq-c loop (prefetch 1000, multiple-ack every 100: the
  * ceiling), the other by the warren consumer with the fixture handler (inbox, version
  * guard, a view upsert and a history insert per event, real commits), once with the
  * handler's writes buffered and flushed set-based per batch (wr_consumer_on_batch),
@@ -46,7 +46,10 @@ static void preload(fx *f, unsigned n, unsigned widgets, const char *prefix) {
     char agg[32];
     snprintf(agg, sizeof agg, "%s%05u", prefix, w);
     bool dup = i > 0 && rand_r(&seed) % 100 < 5;
-    fx_ev ev = {.kind = TESTEV_UPDATED, .agg_id = agg, .version = ++ver[w], .name = "p",
+    fx_ev ev = {.kind = TESTEV_UPDATED,
+                .agg_id = agg,
+                .version = ++ver[w],
+                .name = "p",
                 .event_id = dup ? last_id : NULL};
     if (dup)
       ver[w]--; /* a duplicate of the previous event, whatever its widget */
@@ -57,14 +60,17 @@ static void preload(fx *f, unsigned n, unsigned widgets, const char *prefix) {
       snprintf(last_id, sizeof last_id, "%s", id);
     amqp_basic_properties_t p;
     memset(&p, 0, sizeof p);
-    p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-               AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+    p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TYPE_FLAG |
+               AMQP_BASIC_MESSAGE_ID_FLAG;
     p.content_type = amqp_cstring_bytes("application/x-protobuf");
     p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
     p.type = amqp_cstring_bytes(f->types[TESTEV_UPDATED].type);
     p.message_id = amqp_cstring_bytes(id);
-    wr_publish pub = {.exchange = f->exchange, .routing_key = f->types[TESTEV_UPDATED].type,
-                      .body = buf, .len = len, .props = &p};
+    wr_publish pub = {.exchange = f->exchange,
+                      .routing_key = f->types[TESTEV_UPDATED].type,
+                      .body = buf,
+                      .len = len,
+                      .props = &p};
     wr_err e;
     if (wr_conn_publish(f->pub, &pub, &seq, &e) != 0)
       fail_msg("publish: %s", e.msg);
@@ -133,9 +139,9 @@ static double phase(fx *f, unsigned n, const char *prefix, const char *label) {
   assert_int_equal(fx_scalar(f, "SELECT count(*) FROM widgets w JOIN warren_versions v"
                                 " ON v.aggregate_id = w.id WHERE v.version <> w.version"),
                    0);
-  assert_int_equal(fx_scalar(f, "SELECT count(*) FROM widgets WHERE id LIKE '%s%%'", prefix),
-                   fx_scalar(f, "SELECT count(*) FROM warren_versions WHERE aggregate_id LIKE '%s%%'",
-                             prefix));
+  assert_int_equal(
+      fx_scalar(f, "SELECT count(*) FROM widgets WHERE id LIKE '%s%%'", prefix),
+      fx_scalar(f, "SELECT count(*) FROM warren_versions WHERE aggregate_id LIKE '%s%%'", prefix));
   fx_stop(f, label);
   return rate;
 }
@@ -146,10 +152,9 @@ static void throughput(void **state) {
   fx f;
   fx_init(&f, "perf");
   f.opts.batch_size = perf_batch();
-  f.opts.prefetch = (uint16_t)(f.opts.batch_size * 4 > 1000 ? (f.opts.batch_size * 4 > 20000
-                                                                  ? 20000
-                                                                  : f.opts.batch_size * 4)
-                                                            : 1000);
+  f.opts.prefetch = (uint16_t)(f.opts.batch_size * 4 > 1000
+                                   ? (f.opts.batch_size * 4 > 20000 ? 20000 : f.opts.batch_size * 4)
+                                   : 1000);
   f.opts.batch_wait_ms = 2;
   fx_create(&f); /* declares the work queue and binds it */
   wr_consumer_free(f.c);

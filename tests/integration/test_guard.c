@@ -102,7 +102,7 @@ static void guard_bad_input(void **state) {
   wt_db_drop(url);
 }
 
-#define RACE_THREADS 4
+#define RACE_THREADS  4
 #define RACE_VERSIONS 150
 
 typedef struct race_arg {
@@ -159,8 +159,8 @@ static void guard_concurrent(void **state) {
   }
   assert_true(total >= 1);
   expect_state(c, "race", "hot", RACE_VERSIONS, false);
-  printf("[ figures  ] %d of %d versions applied by %d racing connections\n", total,
-         RACE_VERSIONS, RACE_THREADS);
+  printf("[ figures  ] %d of %d versions applied by %d racing connections\n", total, RACE_VERSIONS,
+         RACE_THREADS);
   PQfinish(c);
   wt_db_drop(url);
 }
@@ -212,8 +212,11 @@ static void competing_consumers(void **state) {
     char agg[32];
     snprintf(agg, sizeof agg, "w%02d", list[i].agg);
     bool del = list[i].agg % 7 == 0 && list[i].version == VERSIONS;
-    fx_ev ev = {.kind = del ? TESTEV_DELETED : TESTEV_UPDATED, .event_id = list[i].id,
-                .agg_id = agg, .version = (uint64_t)list[i].version, .name = "n"};
+    fx_ev ev = {.kind = del ? TESTEV_DELETED : TESTEV_UPDATED,
+                .event_id = list[i].id,
+                .agg_id = agg,
+                .version = (uint64_t)list[i].version,
+                .name = "n"};
     fx_event(&f, &ev, NULL);
   }
   /* every delivery is accounted for by one of the two */
@@ -232,8 +235,8 @@ static void competing_consumers(void **state) {
   assert_int_equal(wr_consumer_join(c2), 0);
   wr_consumer_stats b;
   wr_consumer_stats_get(c2, &b);
-  printf("[ stats    ] second consumer: applied=%" PRIu64 " duplicates=%" PRIu64
-         " stale=%" PRIu64 " fallbacks=%" PRIu64 "\n",
+  printf("[ stats    ] second consumer: applied=%" PRIu64 " duplicates=%" PRIu64 " stale=%" PRIu64
+         " fallbacks=%" PRIu64 "\n",
          b.applied, b.duplicates, b.stale, b.batch_fallbacks);
   wr_consumer_free(c2);
   wr_consumer_stats a = fx_stats(&f);

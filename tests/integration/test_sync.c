@@ -113,10 +113,10 @@ static void bucket_members(void **state) {
 /* ---- pager against a real HTTP server ------------------------------------------ */
 
 struct pages_srv {
-  int total;          /* items served in pages of 10 */
-  int fail_first;     /* answer 503 to this many requests first */
+  int total;      /* items served in pages of 10 */
+  int fail_first; /* answer 503 to this many requests first */
   int requests;
-  bool malformed;     /* serve a page without items */
+  bool malformed; /* serve a page without items */
 };
 
 static void pages_handler(wr_http_req *req, void *user) {

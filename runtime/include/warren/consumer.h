@@ -51,10 +51,10 @@ typedef enum wr_unknown_policy {
 } wr_unknown_policy;
 
 typedef struct wr_consumer_opts {
-  const char *queue;               /* "order.customer-sync" (required) */
-  const char *name;                /* inbox/guard scope; default = queue */
-  const char *database_url;        /* required */
-  const wr_conn_opts *amqp;        /* required; copied */
+  const char *queue;        /* "order.customer-sync" (required) */
+  const char *name;         /* inbox/guard scope; default = queue */
+  const char *database_url; /* required */
+  const wr_conn_opts *amqp; /* required; copied */
   wr_queue_type queue_type;
   uint16_t prefetch;               /* broker-side window (basic.qos), >= 1; keep it
                                       >= batch_size or batches never fill */
@@ -69,16 +69,16 @@ typedef struct wr_consumer_opts {
                                       with a process-killing one count too: they may
                                       reach the DLQ with it (replayable) */
   wr_unknown_policy unknown_types;
-  size_t max_message_size;         /* larger bodies go to the DLQ undecoded (0 = no
-                                      limit) */
-  unsigned inbox_retention_s;      /* inbox rows older than this are deleted; the
-                                      trade-off: a duplicate arriving later than
-                                      that is no longer recognised by the inbox (the
-                                      version guard still refuses it as stale) */
+  size_t max_message_size;           /* larger bodies go to the DLQ undecoded (0 = no
+                                        limit) */
+  unsigned inbox_retention_s;        /* inbox rows older than this are deleted; the
+                                        trade-off: a duplicate arriving later than
+                                        that is no longer recognised by the inbox (the
+                                        version guard still refuses it as stale) */
   unsigned inbox_cleanup_interval_s; /* 0 (or retention 0) = no cleanup */
-  const char *source_service;      /* for events handlers publish via wr_msg_outbox */
+  const char *source_service;        /* for events handlers publish via wr_msg_outbox */
   const char *source_instance;
-  wr_metrics *metrics;             /* optional */
+  wr_metrics *metrics; /* optional */
 
   /* Partitioned group (0 = one work queue named `queue`). With n >= 1 the layout of
    * wr_topology_partitioned_queue is declared and the consumer consumes every
@@ -97,7 +97,7 @@ typedef struct wr_consumer_opts {
    * guard skips the older events as stale, never applies them after newer ones.
    * Changing n moves aggregates between partitions: see docs/SCALING.md. */
   unsigned partitions;
-  unsigned rebalance_interval_ms;  /* 0 = never hand partitions over */
+  unsigned rebalance_interval_ms; /* 0 = never hand partitions over */
 
   /* Replay mode: consume this stream queue (x-queue-type=stream, bound to the domain
    * exchange) instead of the work queue(s), with the same handlers, inbox and
@@ -113,19 +113,18 @@ typedef struct wr_consumer_opts {
    * already applied are skipped as duplicates or stale, so a replay is safe to
    * repeat and to run beside the live consumer. */
   const char *stream;
-  const char *stream_from;         /* NULL = "first" */
+  const char *stream_from; /* NULL = "first" */
 } wr_consumer_opts;
 
-#define WR_CONSUMER_OPTS_INIT                                                          \
-  {                                                                                    \
-    .queue = NULL, .name = NULL, .database_url = NULL, .amqp = NULL,                   \
-    .queue_type = WR_QUEUE_QUORUM, .prefetch = 500, .batch_size = 200,                 \
-    .batch_wait_ms = 2, .retry_delays_ms = NULL, .n_retry_delays = 0,                  \
-    .delivery_limit = 20, .unknown_types = WR_UNKNOWN_DEAD_LETTER,                     \
-    .max_message_size = 4u << 20, .inbox_retention_s = 7 * 24 * 3600,                 \
-    .inbox_cleanup_interval_s = 600, .source_service = NULL, .source_instance = NULL,  \
-    .metrics = NULL, .partitions = 0, .rebalance_interval_ms = 5000, .stream = NULL,    \
-    .stream_from = NULL                                                                \
+#define WR_CONSUMER_OPTS_INIT                                                                      \
+  {                                                                                                \
+    .queue = NULL, .name = NULL, .database_url = NULL, .amqp = NULL,                               \
+    .queue_type = WR_QUEUE_QUORUM, .prefetch = 500, .batch_size = 200, .batch_wait_ms = 2,         \
+    .retry_delays_ms = NULL, .n_retry_delays = 0, .delivery_limit = 20,                            \
+    .unknown_types = WR_UNKNOWN_DEAD_LETTER, .max_message_size = 4u << 20,                         \
+    .inbox_retention_s = 7 * 24 * 3600, .inbox_cleanup_interval_s = 600, .source_service = NULL,   \
+    .source_instance = NULL, .metrics = NULL, .partitions = 0, .rebalance_interval_ms = 5000,      \
+    .stream = NULL, .stream_from = NULL                                                            \
   }
 
 typedef struct wr_consumer wr_consumer;
@@ -206,18 +205,18 @@ WR_EXPORT int wr_consumer_join(wr_consumer *c);
 WR_EXPORT void wr_consumer_free(wr_consumer *c);
 
 typedef struct wr_consumer_stats {
-  uint64_t applied;        /* handler returned 0 and the transaction committed */
-  uint64_t duplicates;     /* inbox hit: already processed */
-  uint64_t stale;          /* handler reported the event as stale (wr_msg_guard) */
-  uint64_t retried;        /* sent to a retry tier */
-  uint64_t dead_lettered;  /* sent to the DLQ */
-  uint64_t skipped;        /* unknown type with WR_UNKNOWN_SKIP */
-  uint64_t batches;        /* transactions committed */
-  uint64_t batch_fallbacks;/* batches re-run one by one */
+  uint64_t applied;         /* handler returned 0 and the transaction committed */
+  uint64_t duplicates;      /* inbox hit: already processed */
+  uint64_t stale;           /* handler reported the event as stale (wr_msg_guard) */
+  uint64_t retried;         /* sent to a retry tier */
+  uint64_t dead_lettered;   /* sent to the DLQ */
+  uint64_t skipped;         /* unknown type with WR_UNKNOWN_SKIP */
+  uint64_t batches;         /* transactions committed */
+  uint64_t batch_fallbacks; /* batches re-run one by one */
   uint64_t reconnects;
-  uint64_t guard_conflicts;/* optimistic batches run again with the guard's row locks
-                            * because a competing writer changed a guard row (wr_msg_guard) */
-  bool connected;          /* broker and database connections currently open */
+  uint64_t guard_conflicts; /* optimistic batches run again with the guard's row locks
+                             * because a competing writer changed a guard row (wr_msg_guard) */
+  bool connected;           /* broker and database connections currently open */
   /* partitioned: partitions this instance received from since it last registered
    * on them (a lower bound of those it serves), and partitions handed over */
   uint32_t partitions_active;
@@ -257,19 +256,17 @@ WR_EXPORT wr_outbox *wr_msg_outbox(wr_msg *m);
  * at the stored version (not over a tombstone): it carries the same state, so
  * rewriting it is harmless and repairs contents that reconciliation's version
  * checksums cannot see. <0 on database error (return it: the
- * batch is retried). Same rule as wr_guard_advance (except the snapshot case), decided for the whole
- * transaction: the first call reads the stored versions of all aggregates of the
- * transaction, later calls decide in memory in delivery order, and the new versions
- * are written before COMMIT. A transaction of one message reads with row locks (FOR
- * UPDATE, in key order); a batch of several reads without them and writes as a
- * compare-and-set, and if a competing consumer changed one of its aggregates in
- * between, the whole transaction (handlers' writes included) is rolled back and run
- * again with the locks (stats.guard_conflicts). Either way nothing stale is ever
- * applied. Calling it twice for one message returns the same answer. Inside a
- * handler use this, not wr_guard_advance on the same aggregates, and call it before
- * writing. Handlers of competing consumers that write shared rows in different orders
- * may deadlock; PostgreSQL then aborts one statement and the consumer runs that batch
- * again the locking way. */
+ * batch is retried). Same rule as wr_guard_advance (except the snapshot case), decided for the
+ * whole transaction: the first call reads the stored versions of all aggregates of the transaction,
+ * later calls decide in memory in delivery order, and the new versions are written before COMMIT. A
+ * transaction of one message reads with row locks (FOR UPDATE, in key order); a batch of several
+ * reads without them and writes as a compare-and-set, and if a competing consumer changed one of
+ * its aggregates in between, the whole transaction (handlers' writes included) is rolled back and
+ * run again with the locks (stats.guard_conflicts). Either way nothing stale is ever applied.
+ * Calling it twice for one message returns the same answer. Inside a handler use this, not
+ * wr_guard_advance on the same aggregates, and call it before writing. Handlers of competing
+ * consumers that write shared rows in different orders may deadlock; PostgreSQL then aborts one
+ * statement and the consumer runs that batch again the locking way. */
 WR_EXPORT int wr_msg_guard(wr_msg *m);
 
 /* Marks the message stale for accounting when the handler guards by itself. */
