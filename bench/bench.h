@@ -120,6 +120,11 @@ long bx_peak(const char *service);
 long bx_rss_kib(pid_t pid);
 long bx_hwm_kib(pid_t pid);
 double bx_cpu_s(pid_t pid);
+/* CPU seconds so far of the stack's servers (WARREN_STACK_DIR): the RabbitMQ node's
+ * beam process; PostgreSQL's postmaster with every backend and auxiliary process, live
+ * or exited. NAN when not found. */
+double bx_broker_cpu_s(void);
+double bx_pg_cpu_s(void);
 
 /* Fetches base_url/metrics once and sums, for each of the n series prefixes, every
  * sample whose name-and-labels start with it (so "x{queue=\"q\"" adds up every result

@@ -199,11 +199,14 @@ static const char *const outcome_series[] = {
 enum { O_APPLIED, O_DUP, O_STALE, O_RETRIED, O_DEAD, O_N };
 
 typedef struct run_out {
-  double rate;       /* events/s */
-  double cpu_per_k;  /* CPU ms per 1000 events */
-  double raw_drain;  /* msgs/s of the raw drain of the same events (0: not measured) */
-  double raw_before; /* ... of its first half, drained before the service */
-  double raw_after;  /* ... of its second half, drained after it */
+  double rate;             /* events/s */
+  double cpu_per_k;        /* CPU ms per 1000 events */
+  double raw_drain;        /* msgs/s of the raw drain of the same events (0: not measured) */
+  double raw_before;       /* ... of its first half, drained before the service */
+  double raw_after;        /* ... of its second half, drained after it */
+  double broker_per_k;     /* broker CPU ms per 1000 events during the service's run */
+  double pg_per_k;         /* PostgreSQL CPU ms per 1000 events (all its processes) */
+  double raw_broker_per_k; /* broker CPU ms per 1000 messages of the raw drain */
 } run_out;
 
 #define RAW_Q "bench.raw-drain"
@@ -274,7 +277,9 @@ static int run(const char *label, size_t n, uint32_t customers, const char *batc
     /* the ceiling, on the same messages: the first half just before the service
      * starts, the second half right after it is done */
     a = bx_amqp_open(vhost);
+    double b0 = bx_broker_cpu_s();
     rc = a ? bx_drain(a, RAW_Q, n / 2, 1000, 100, &out->raw_before) : WR_ECLOSED;
+    out->raw_broker_per_k = (bx_broker_cpu_s() - b0) * 1000.0 / (double)(n / 2) * 1000.0;
     bx_amqp_close(a);
   }
   if (rc == 0)
@@ -282,7 +287,7 @@ static int run(const char *label, size_t n, uint32_t customers, const char *batc
   double v[O_N] = {0};
   if (rc == 0) {
     int64_t t0 = 0, last_progress = wr_mono_ns();
-    double c0 = 0, cpu0 = 0, seen = -1;
+    double c0 = 0, cpu0 = 0, seen = -1, broker0 = 0, pg0 = 0;
     for (;;) {
       if (bx_metrics(ord.p.url, outcome_series, v, O_N) == 0) {
         double settled = v[O_APPLIED] + v[O_DUP] + v[O_STALE] + v[O_RETRIED] + v[O_DEAD];
@@ -291,6 +296,8 @@ static int run(const char *label, size_t n, uint32_t customers, const char *batc
           t0 = now;
           c0 = settled;
           cpu0 = bx_cpu_s(ord.p.pid);
+          broker0 = bx_broker_cpu_s();
+          pg0 = bx_pg_cpu_s();
         }
         if (settled > seen) {
           seen = settled;
@@ -301,10 +308,12 @@ static int run(const char *label, size_t n, uint32_t customers, const char *batc
           if (t0 > 0 && secs > 0) {
             out->rate = (settled - c0) / secs;
             out->cpu_per_k = (bx_cpu_s(ord.p.pid) - cpu0) * 1000.0 / (settled - c0) * 1000.0;
+            out->broker_per_k = (bx_broker_cpu_s() - broker0) * 1000.0 / (settled - c0) * 1000.0;
+            out->pg_per_k = (bx_pg_cpu_s() - pg0) * 1000.0 / (settled - c0) * 1000.0;
           } else {
             bx_log("%s: drained before the first poll; no rate", label);
             out->rate = NAN;
-            out->cpu_per_k = NAN;
+            out->cpu_per_k = out->broker_per_k = out->pg_per_k = NAN;
           }
           break;
         }
@@ -381,6 +390,20 @@ int scenario_consume(void) {
   double ratio = batched.rate / batched.raw_drain;
   snprintf(note, sizeof note, "warren / raw drain; target >= 0.60: %s", bx_verdict(ratio >= 0.6));
   bx_result("consume.ratio_raw_drain", ratio, "x", note);
+  /* Where the CPU of one event goes, and the rate the machine's cores would allow if
+   * they did nothing else: the bound the ratio above runs into (docs/PERFORMANCE.md). */
+  bx_result("consume.broker_cpu_per_1000", batched.broker_per_k, "ms",
+            "RabbitMQ CPU per 1000 events during the service's run");
+  bx_result("consume.pg_cpu_per_1000", batched.pg_per_k, "ms",
+            "PostgreSQL CPU per 1000 events (all its processes)");
+  bx_result("consume.raw_broker_cpu_per_1000", batched.raw_broker_per_k, "ms",
+            "RabbitMQ CPU per 1000 messages of the raw drain");
+  double per_event_ms = (batched.cpu_per_k + batched.broker_per_k + batched.pg_per_k) / 1000.0;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  double bound = per_event_ms > 0 ? (double)cores * 1000.0 / per_event_ms : NAN;
+  snprintf(note, sizeof note, "%ld cores / CPU per event (service+broker+db) = ratio %.2f", cores,
+           bound / batched.raw_drain);
+  bx_result("consume.cpu_bound_per_s", bound, "ev/s", note);
   double x = batched.rate / single.rate;
   snprintf(note, sizeof note, "batched / batch size 1; target >= 25: %s", bx_verdict(x >= 25));
   bx_result("consume.ratio_batch1", x, "x", note);

@@ -2,6 +2,7 @@
  * the raw rabbitmq-c publisher and drainer of warren-bench (bench.h). */
 #include "bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -436,34 +437,88 @@ long bx_hwm_kib(pid_t pid) {
   return status_kib(pid, "VmHWM");
 }
 
-double bx_cpu_s(pid_t pid) {
+/* utime + stime (+ cutime + cstime with children: the CPU of reaped children), in
+ * clock ticks, and the parent pid, from /proc/<pid>/stat. -1 if unreadable. */
+static long long proc_ticks(pid_t pid, bool children, pid_t *ppid) {
   char path[64], buf[2048];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
   if (!f)
-    return NAN;
+    return -1;
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   buf[n] = '\0';
   /* the command may hold spaces and parentheses: fields start after the last ')' */
   char *p = strrchr(buf, ')');
-  if (!p)
-    return NAN;
+  if (!p || !p[1])
+    return -1;
   p += 2; /* field 3 (state) */
-  unsigned long long utime = 0, stime = 0;
-  for (int field = 3; field <= 15 && *p; field++) {
+  long long sum = 0;
+  for (int field = 3; field <= 17 && *p; field++) {
     char *end;
-    unsigned long long v = strtoull(p, &end, 10);
-    if (field == 14)
-      utime = v;
-    if (field == 15)
-      stime = v;
+    long long v = strtoll(p, &end, 10);
+    if (field == 4 && ppid)
+      *ppid = (pid_t)v;
+    if (field == 14 || field == 15 || (children && (field == 16 || field == 17)))
+      sum += v;
     p = strchr(p, ' ');
     if (!p)
       break;
     p++;
   }
-  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+  return sum;
+}
+
+double bx_cpu_s(pid_t pid) {
+  long long t = proc_ticks(pid, false, NULL);
+  return t < 0 ? NAN : (double)t / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The first number in a file of the stack directory (a pid file), or 0. */
+static pid_t stack_pid(const char *rel) {
+  const char *dir = getenv("WARREN_STACK_DIR");
+  if (!dir)
+    return 0;
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return 0;
+  long v = 0;
+  if (fscanf(f, "%ld", &v) != 1)
+    v = 0;
+  fclose(f);
+  return (pid_t)v;
+}
+
+double bx_broker_cpu_s(void) {
+  pid_t pid = stack_pid("rabbit/n0/pid");
+  return pid > 0 ? bx_cpu_s(pid) : NAN;
+}
+
+double bx_pg_cpu_s(void) {
+  pid_t pm = stack_pid("pg/data/postmaster.pid");
+  if (pm <= 0)
+    return NAN;
+  long long total = proc_ticks(pm, true, NULL); /* with the backends that have exited */
+  if (total < 0)
+    return NAN;
+  DIR *d = opendir("/proc");
+  if (!d)
+    return NAN;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0 || pid == pm)
+      continue;
+    pid_t parent = 0;
+    long long t = proc_ticks((pid_t)pid, false, &parent);
+    if (t > 0 && parent == pm)
+      total += t; /* a live backend or auxiliary process */
+  }
+  closedir(d);
+  return (double)total / (double)sysconf(_SC_CLK_TCK);
 }
 
 int bx_metrics(const char *base_url, const char *const *series, double *values, size_t n) {
