@@ -42,21 +42,6 @@ typedef struct page {
   bool committed;     /* written, waiting for an earlier page to commit */
 } page;
 
-static const char *status_name(Customer__V1__CustomerStatus st) {
-  switch (st) {
-  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_ACTIVE:
-    return "active";
-  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_PENDING:
-    return "pending";
-  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_SUSPENDED:
-    return "suspended";
-  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED:
-    return "deleted";
-  default:
-    return NULL;
-  }
-}
-
 /* A bump allocator for decoding one item: protobuf-c allocates the message, its strings
  * and its timestamps one by one; here they come from a buffer that is reused for every
  * item (it grows to the largest item's needs and is released with the fetcher). */
@@ -118,7 +103,7 @@ static int add_item(const wr_sync_item *it, size_t page_no, size_t index, bump *
     return wr_err_set(err, WR_EDECODE,
                       "bulk item %zu of page %zu (%zu bytes) is not a customer.v1.Customer", index,
                       page_no, it->len);
-  const char *status = status_name(cu->status);
+  const char *status = view_status_name(cu->status);
   size_t idl = strlen(cu->id);
   char bad[64] = "";
   if (idl == 0 || idl > VIEW_ID_MAX)

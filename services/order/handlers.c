@@ -26,21 +26,6 @@
  * handlers_subscribe, it lives as long as the process. */
 static view_batch *pending;
 
-static const char *status_name(Customer__V1__CustomerStatus s) {
-  switch (s) {
-  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_ACTIVE:
-    return "active";
-  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_PENDING:
-    return "pending";
-  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_SUSPENDED:
-    return "suspended";
-  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED:
-    return "deleted";
-  default:
-    return NULL;
-  }
-}
-
 static int64_t ts_us(const Google__Protobuf__Timestamp *t) {
   return t ? t->seconds * 1000000 + t->nanos / 1000 : 0;
 }
@@ -57,7 +42,7 @@ static int apply_data(wr_msg *m, const Customer__V1__Customer *d) {
   if (d->version != meta->version)
     return wr_msg_fail(m, WR_EREJECT, "data.version %" PRIu64 " differs from meta.version %" PRIu64,
                        d->version, meta->version);
-  const char *st = status_name(d->status);
+  const char *st = view_status_name(d->status);
   if (!st)
     return wr_msg_fail(m, WR_EREJECT, "unknown customer status %d", (int)d->status);
   if (strlen(d->id) > VIEW_ID_MAX)

@@ -34,6 +34,21 @@ static const wr_migration MIGRATIONS[] = {
      "  updated_at timestamptz NOT NULL DEFAULT clock_timestamp());"},
 };
 
+const char *view_status_name(Customer__V1__CustomerStatus st) {
+  switch (st) {
+  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_ACTIVE:
+    return "active";
+  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_PENDING:
+    return "pending";
+  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_SUSPENDED:
+    return "suspended";
+  case CUSTOMER__V1__CUSTOMER_STATUS__CUSTOMER_STATUS_DELETED:
+    return "deleted";
+  default:
+    return NULL;
+  }
+}
+
 int view_migrate(PGconn *c, wr_err *err) {
   return wr_db_migrate(c, "order", MIGRATIONS, sizeof MIGRATIONS / sizeof MIGRATIONS[0], err);
 }

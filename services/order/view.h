@@ -8,6 +8,8 @@
 #include <warren/error.h>
 #include <warren/sync.h>
 
+#include "customer/v1/customer.pb-c.h"
+
 #define VIEW_ID_MAX 64
 
 typedef struct view_row {
@@ -23,6 +25,10 @@ typedef struct view_row {
 /* The guard scope shared by the consumer, catch-up and reconciliation. */
 #define VIEW_SCOPE     "order.customer-sync"
 #define VIEW_AGGREGATE "customer"
+
+/* The view's text for a customer status (as the customer service's API writes it), or
+ * NULL for a value this service does not know (the caller refuses the item). */
+const char *view_status_name(Customer__V1__CustomerStatus st);
 
 int view_migrate(PGconn *c, wr_err *err);
 
