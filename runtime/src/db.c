@@ -95,6 +95,11 @@ int wr_db_check(PGconn *c, const PGresult *res, ExecStatusType expect, const cha
   return db_fail(err, c, res, what);
 }
 
+bool wr_db_retryable(const wr_err *err) {
+  return err && err->code == WR_EDB &&
+         (strcmp(err->sqlstate, "40P01") == 0 || strcmp(err->sqlstate, "40001") == 0);
+}
+
 int wr_db_exec(PGconn *c, const char *sql, wr_err *err) {
   if (!c || !sql)
     return wr_err_set(err, WR_EINVAL, "wr_db_exec: NULL connection or statement");

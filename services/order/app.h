@@ -21,7 +21,7 @@ typedef struct app {
   const wr_consumer_opts *consumer_opts; /* the live consumer's (a replay reuses them) */
   const char *replay_stream;             /* default stream of POST /admin/replay */
   struct replay_job *replay;             /* replay.c */
-  wr_counter *reconcile_found, *reconcile_fixed, *catchup_items;
+  wr_counter *reconcile_found, *reconcile_fixed, *reconcile_retries, *catchup_items;
 } app;
 
 /* Customer event handlers (handlers.c): registers them on the consumer. */

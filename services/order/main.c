@@ -209,6 +209,11 @@ int main(int argc, char **argv) {
                                          "view rows found different from the source", NULL);
   a.reconcile_fixed = wr_metrics_counter(a.metrics, "order_reconcile_repairs_total",
                                          "view rows repaired by reconciliation", NULL);
+  a.reconcile_retries =
+      wr_metrics_counter(a.metrics, "order_reconcile_retries_total",
+                         "row repairs rolled back by a deadlock or serialization failure with a "
+                         "concurrent writer and run again",
+                         NULL);
   a.catchup_items = wr_metrics_counter(a.metrics, "order_catchup_items_total",
                                        "customers read through the bulk catch-up API", NULL);
 

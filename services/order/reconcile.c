@@ -122,9 +122,37 @@ static int remote_members(app *a, unsigned bucket, members *out, wr_err *err) {
   return rc;
 }
 
+/* Attempts of one row's repair that PostgreSQL rolls back as a deadlock or a
+ * serialization failure before the repair gives up. The live consumer writes a view
+ * row first and its guard row at commit; a repair writes the guard row first (and, in
+ * the consumer's locking rerun, the consumer too): when both touch the same customer
+ * at the same moment, PostgreSQL breaks the cycle by rolling one back. */
+#define REPAIR_ATTEMPTS 5
+
+/* One row's repair in its own short transaction: the row, locked, is replaced when it
+ * is missing or not newer than the source's. 1 written, 0 left, <0 error (rolled back). */
+static int repair_row(PGconn *c, const view_row *r, wr_err *err) {
+  int rc = wr_db_exec(c, "BEGIN", err);
+  if (rc)
+    return rc;
+  view_row cur;
+  int g = view_get(c, r->id, true, &cur, err);
+  if (g == WR_ENOTFOUND || (g == 0 && cur.version <= r->version))
+    g = view_apply_source(c, r, true, err);
+  if (g < 0 && g != WR_ENOTFOUND) {
+    wr_db_exec(c, "ROLLBACK", NULL);
+    return g;
+  }
+  if ((rc = wr_db_exec(c, "COMMIT", err)) != 0) {
+    wr_db_exec(c, "ROLLBACK", NULL);
+    return rc;
+  }
+  return g == 1 ? 1 : 0;
+}
+
 /* Fetches full rows for ids and repairs each in its own short transaction. */
 static int repair(app *a, PGconn *c, const char *const *ids, size_t n, uint64_t *fixed,
-                  wr_err *err) {
+                  const char *correlation_id, wr_err *err) {
   size_t len = strlen(a->customer_url) + 32;
   for (size_t i = 0; i < n; i++)
     len += strlen(ids[i]) * 3 + 1;
@@ -170,28 +198,26 @@ static int repair(app *a, PGconn *c, const char *const *ids, size_t n, uint64_t 
     int32_t ns;
     if (wr_rfc3339_parse(updated, &s, &ns) == 0)
       r.source_updated_us = s * 1000000 + ns / 1000;
-    if ((rc = wr_db_exec(c, "BEGIN", err)) != 0)
-      break;
-    view_row cur;
-    int g = view_get(c, r.id, true, &cur, err);
-    if (g == WR_ENOTFOUND || (g == 0 && cur.version <= r.version)) {
-      g = view_apply_source(c, &r, true, err);
-      if (g == 1)
-        (*fixed)++;
+    for (int attempt = 1;; attempt++) {
+      rc = repair_row(c, &r, err);
+      if (rc >= 0 || !wr_db_retryable(err) || attempt == REPAIR_ATTEMPTS)
+        break;
+      wr_log_warn(correlation_id, "repair of customer %s rolled back (%s), attempt %d of %d", r.id,
+                  err->msg, attempt, REPAIR_ATTEMPTS);
+      wr_counter_add(a->reconcile_retries, 1);
+      wr_sleep_ms(10u * (unsigned)attempt, NULL);
     }
-    if (g < 0 && g != WR_ENOTFOUND) {
-      wr_db_exec(c, "ROLLBACK", NULL);
-      rc = g;
+    if (rc < 0)
       break;
-    }
-    if ((rc = wr_db_exec(c, "COMMIT", err)) != 0)
-      break;
+    *fixed += (uint64_t)rc;
+    rc = 0;
   }
   json_decref(j);
   return rc;
 }
 
-static int reconcile_bucket(app *a, PGconn *c, unsigned b, reconcile_result *res, wr_err *err) {
+static int reconcile_bucket(app *a, PGconn *c, unsigned b, reconcile_result *res,
+                            const char *correlation_id, wr_err *err) {
   members remote = {0}, local = {0};
   int rc = remote_members(a, b, &remote, err);
   if (rc == 0)
@@ -234,7 +260,7 @@ static int reconcile_bucket(app *a, PGconn *c, unsigned b, reconcile_result *res
   }
   for (size_t s = 0; rc == 0 && s < ntodo; s += IDS_PER_FETCH) {
     size_t n = ntodo - s < IDS_PER_FETCH ? ntodo - s : IDS_PER_FETCH;
-    rc = repair(a, c, todo + s, n, &res->fixed, err);
+    rc = repair(a, c, todo + s, n, &res->fixed, correlation_id, err);
   }
   free(todo);
   free(remote.v);
@@ -262,7 +288,7 @@ int reconcile_run(app *a, const char *correlation_id, reconcile_result *res, wr_
     if (remote[b].checksum == local[b].checksum && remote[b].count == local[b].count)
       continue;
     res->buckets_differing++;
-    rc = reconcile_bucket(a, c, b, res, err);
+    rc = reconcile_bucket(a, c, b, res, correlation_id, err);
   }
   if (c)
     wr_db_pool_release(a->pool, c);

@@ -9,7 +9,8 @@
  *   events converges too;
  * - reconciliation repairs a corrupted view (missing rows, older versions, rows the
  *   source does not know), reports exact counts, leaves the guard consistent (later
- *   events still apply), and a second run finds nothing. */
+ *   events still apply), and a second run finds nothing; a repair rolled back by a
+ *   deadlock with a concurrent writer of the same customer runs again. */
 #include "e2e.h"
 
 static const char *const TOKEN_ENV[] = {"WARREN_ADMIN_TOKEN=" E2E_TOKEN, NULL};
@@ -368,6 +369,85 @@ static void reconcile_repairs(void **state) {
   json_decref(ids);
 }
 
+/* A repair that meets a concurrent writer of the same customer in the opposite lock
+ * order. The live consumer writes the view row first and the guard row at commit; a
+ * repair writes the guard row first. Here a test transaction plays the consumer: it
+ * holds a new view row of the customer while the repair waits for it, then updates the
+ * guard row the repair holds. PostgreSQL breaks the cycle by rolling the repair back
+ * (its deadlock check runs first: this session's deadlock_timeout is longer). The
+ * repair runs again: 200, the row repaired, one retry counted (it was a 503 before). */
+struct reconcile_call {
+  e2e *e;
+  int status;
+  json_t *json;
+};
+
+static void *reconcile_thread(void *arg) {
+  struct reconcile_call *rc = arg;
+  e2e_resp r = e2e_json("POST", rc->e->order.url, "/admin/reconcile", NULL, AUTH);
+  rc->status = r.status;
+  rc->json = r.json ? json_incref(r.json) : NULL;
+  e2e_resp_free(&r);
+  return NULL;
+}
+
+static void reconcile_retries_a_deadlock(void **state) {
+  e2e *e = *state;
+  e2e_start_customer(e, TOKEN_ENV);
+  e2e_start_order(e, TOKEN_ENV);
+  json_t *c = e2e_create_customer(e, "Knot", "knot@example.org", NULL);
+  const char *id = e2e_str(c, "id");
+  e2e_wait_view(e, id, 1, "active", 30000);
+  /* the row goes missing here; its guard row stays */
+  e2e_sql(e->order_db, "DELETE FROM customer_view WHERE id = '%s'", id);
+
+  PGconn *blocker = wt_pg_connect(e->order_db);
+  char sql[512];
+  PQclear(wt_pg_exec(blocker, "BEGIN"));
+  PQclear(wt_pg_exec(blocker, "SET LOCAL deadlock_timeout = '20s'"));
+  snprintf(sql, sizeof sql,
+           "INSERT INTO customer_view (id, name, email, status, version)"
+           " VALUES ('%s', 'Knot', 'knot@example.org', 'active', 1)",
+           id);
+  PQclear(wt_pg_exec(blocker, sql));
+
+  struct reconcile_call call = {.e = e};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, reconcile_thread, &call), 0);
+  /* the repair holds the guard row and waits for the blocker's view row; close the
+   * cycle well within the repair's deadlock_timeout (1 s) so that its check finds it */
+  PGconn *watch = wt_pg_connect(e->order_db);
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+           " AND wait_event_type = 'Lock' AND pid <> %d AND query LIKE '%%customer_view%%'",
+           PQbackendPID(blocker));
+  for (int64_t end = wt_now_ms() + 20000; wt_pg_scalar(watch, sql) == 0;) {
+    if (wt_now_ms() > end)
+      fail_msg("the repair never waited for the blocker's row");
+    usleep(5000);
+  }
+  PQfinish(watch);
+  snprintf(sql, sizeof sql,
+           "UPDATE warren_versions SET updated_at = now() WHERE aggregate_id = '%s'", id);
+  PGresult *r = PQexec(blocker, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    fail_msg("the blocker, not the repair, was rolled back: %s", PQresultErrorMessage(r));
+  PQclear(r);
+  PQclear(wt_pg_exec(blocker, "ROLLBACK"));
+  PQfinish(blocker);
+
+  assert_int_equal(pthread_join(th, NULL), 0);
+  if (call.status != 200)
+    fail_msg("reconcile answered %d: %s", call.status,
+             call.json ? json_dumps(call.json, JSON_COMPACT) : "");
+  assert_int_equal(e2e_int(call.json, "discrepancies_found"), 1);
+  assert_int_equal(e2e_int(call.json, "discrepancies_fixed"), 1);
+  json_decref(call.json);
+  assert_true(e2e_metric(&e->order, "order_reconcile_retries_total") >= 1);
+  assert_int_equal(e2e_view_diff(e, true), 0);
+  json_decref(c);
+}
+
 /* What reconciliation cannot see, by design: a row whose contents changed here without
  * a version change has the same checksum (the checksum covers id and version), so it
  * stays wrong after reconciliation. A snapshot repairs it: the version guard lets a
@@ -409,6 +489,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(reconcile_repairs, setup, e2e_teardown_state),
       cmocka_unit_test_setup_teardown(reconcile_blind_spot_repaired_by_snapshot, setup,
                                       e2e_teardown_state),
+      cmocka_unit_test_setup_teardown(reconcile_retries_a_deadlock, setup, e2e_teardown_state),
   };
   return cmocka_run_group_tests_name("e2e view sync", tests, NULL, NULL);
 }

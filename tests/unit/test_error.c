@@ -1,7 +1,9 @@
 /* test_error.c: every error code has a distinct name and a real description. */
 #include "harness.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <warren/db.h>
 #include <warren/error.h>
 
 static void every_code_has_text(void **state) {
@@ -44,11 +46,32 @@ static void err_set_formats(void **state) {
   assert_int_equal(e.code, 0);
 }
 
+/* Only a deadlock or a serialization failure reported by the database is worth running
+ * the transaction again for; everything else (a constraint, a lost connection, another
+ * code carrying the same sqlstate text) is not. */
+static void db_retryable(void **state) {
+  wr_err e;
+  wr_err_set(&e, WR_EDB, "deadlock detected");
+  snprintf(e.sqlstate, sizeof e.sqlstate, "40P01");
+  assert_true(wr_db_retryable(&e));
+  snprintf(e.sqlstate, sizeof e.sqlstate, "40001");
+  assert_true(wr_db_retryable(&e));
+  snprintf(e.sqlstate, sizeof e.sqlstate, "23505");
+  assert_false(wr_db_retryable(&e));
+  e.sqlstate[0] = '\0';
+  assert_false(wr_db_retryable(&e));
+  wr_err_set(&e, WR_EAMQP, "not a database error");
+  snprintf(e.sqlstate, sizeof e.sqlstate, "40P01");
+  assert_false(wr_db_retryable(&e));
+  assert_false(wr_db_retryable(NULL));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(every_code_has_text),
       cmocka_unit_test(codes_are_unique),
       cmocka_unit_test(err_set_formats),
+      cmocka_unit_test(db_retryable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

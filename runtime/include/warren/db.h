@@ -66,6 +66,13 @@ WR_EXPORT int wr_db_check(PGconn *c, const PGresult *res, ExecStatusType expect,
  * malloc'd string (caller frees), or NULL on ENOMEM. */
 WR_EXPORT char *wr_db_text_array(const char *const *items, size_t n);
 
+/* True when err is a conflict between concurrent transactions that PostgreSQL
+ * resolved by rolling one back: a deadlock (SQLSTATE 40P01) or a serialization failure
+ * (40001). The transaction is gone; running it again from BEGIN is the remedy. Two
+ * writers of the same rows in different orders (the live consumer writes a view row
+ * before its version guard, a repair the guard before the row) meet this. */
+WR_EXPORT bool wr_db_retryable(const wr_err *err);
+
 /* True when the connection is unusable (server gone, restart): the caller should
  * reconnect (PQreset) rather than retry the statement. Cannot fail. */
 WR_EXPORT bool wr_db_broken(PGconn *c);
