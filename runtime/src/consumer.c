@@ -87,6 +87,11 @@
  * away (competition tends to last: a second consumer on the queue), then the consumer
  * tries without them again. */
 #define LOCKED_AFTER_CONFLICT 64
+
+/* Times one message's transaction is run again at once when PostgreSQL rolled it back
+ * as a deadlock or a serialization failure, before it counts as a failed attempt
+ * (retry tier). */
+#define TXN_RERUNS 5
 /* Backoff of database outages and of unconfirmed copies. */
 #define BACKOFF_BASE_MS    250
 #define BACKOFF_MAX_MS     15000
@@ -247,7 +252,7 @@ typedef struct stream_from {
 
 typedef struct counters {
   uint64_t applied, duplicates, stale, retried, dead_lettered, skipped, batches, fallbacks,
-      reconnects, guard_conflicts;
+      reconnects, guard_conflicts, txn_reruns;
 } counters;
 
 struct wr_consumer {
@@ -299,6 +304,8 @@ struct wr_consumer {
   bool keys_loaded;
   bool txn_lock;        /* the transaction in progress takes the guard's row locks */
   bool txn_stmt_failed; /* its failure came with a failed statement */
+  bool txn_retryable;   /* ... that PostgreSQL rolled back as a deadlock or a
+                         * serialization failure (wr_db_retryable): run it again */
   unsigned locked_left; /* batches still to run the locking way (LOCKED_AFTER_CONFLICT) */
   size_t *txn;          /* indexes of the items of the current transaction */
   size_t n_txn;
@@ -1405,6 +1412,7 @@ static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
   *failed = -1;
   c->txn_lock = lock;
   c->txn_stmt_failed = false;
+  c->txn_retryable = false;
   c->keys_loaded = false;
   c->n_keys = 0;
   for (size_t k = 0; k < c->n_txn; k++) {
@@ -1469,6 +1477,7 @@ static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
     if (rc != 0) {
       bool broken = wr_db_broken(c->db);
       c->txn_stmt_failed = PQtransactionStatus(c->db) == PQTRANS_INERROR;
+      c->txn_retryable = wr_db_retryable(&e);
       txn_abort(c);
       if (broken) {
         *err = e;
@@ -1490,6 +1499,7 @@ static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
     if (rc != 0) {
       bool broken = wr_db_broken(c->db);
       c->txn_stmt_failed = rc < 0;
+      c->txn_retryable = rc < 0 && wr_db_retryable(&e);
       txn_abort(c);
       if (rc == 1)
         return TX_CONFLICT;
@@ -1515,6 +1525,7 @@ static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
     PQclear(r);
     bool broken = wr_db_broken(c->db);
     c->txn_stmt_failed = true;
+    c->txn_retryable = wr_db_retryable(&e);
     txn_abort(c);
     if (broken) {
       /* The commit may or may not have happened: running the batch again is safe
@@ -1614,7 +1625,7 @@ static int settle(wr_consumer *c) {
     memcpy(list, c->txn, n_pending * sizeof *list);
     int stopped = 0;
     for (size_t j = 0; j < n_pending && !stopped; j++) {
-      unsigned conflicts = 0;
+      unsigned conflicts = 0, reruns = 0;
       for (;;) {
         c->txn[0] = list[j];
         c->n_txn = 1;
@@ -1636,6 +1647,12 @@ static int settle(wr_consumer *c) {
         }
         if (r == TX_CONFLICT && ++conflicts < GUARD_CONFLICT_RETRIES)
           continue;
+        /* rolled back by PostgreSQL to break a deadlock (or a serialization failure)
+         * with another writer: not the message's fault, run it again at once */
+        if (r == TX_FAIL && c->txn_retryable && ++reruns < TXN_RERUNS) {
+          count(c, &c->st.txn_reruns, -1, 1);
+          continue;
+        }
         if (r == TX_CONFLICT) {
           it->code = WR_ECONFLICT;
           snprintf(it->err, sizeof it->err,
@@ -2458,6 +2475,7 @@ void wr_consumer_stats_get(const wr_consumer *c, wr_consumer_stats *out) {
   out->batch_fallbacks = __atomic_load_n(&c->st.fallbacks, __ATOMIC_RELAXED);
   out->reconnects = __atomic_load_n(&c->st.reconnects, __ATOMIC_RELAXED);
   out->guard_conflicts = __atomic_load_n(&c->st.guard_conflicts, __ATOMIC_RELAXED);
+  out->txn_reruns = __atomic_load_n(&c->st.txn_reruns, __ATOMIC_RELAXED);
   out->connected = __atomic_load_n(&c->link_up, __ATOMIC_RELAXED) != 0;
   out->partitions_active = __atomic_load_n(&c->parts_active, __ATOMIC_RELAXED);
   out->handovers = __atomic_load_n(&c->handovers, __ATOMIC_RELAXED);

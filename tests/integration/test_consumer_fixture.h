@@ -277,16 +277,14 @@ static inline int fx_flush(wr_consumer *c, PGconn *db, void *user, wr_err *err) 
                    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,"
                    " count = EXCLUDED.count, version = EXCLUDED.version",
                    4, NULL, p1, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = wr_err_set(err, WR_EDB, "flush widgets: %s", PQerrorMessage(db));
+  rc = wr_db_check(db, r, PGRES_COMMAND_OK, "flush widgets", err); /* sqlstate too */
   PQclear(r);
   if (rc == 0) {
     r = PQexecParams(db,
                      "INSERT INTO history (id, version, event_id, kind)"
                      " SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[])",
                      4, NULL, p2, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      rc = wr_err_set(err, WR_EDB, "flush history: %s", PQerrorMessage(db));
+    rc = wr_db_check(db, r, PGRES_COMMAND_OK, "flush history", err);
     PQclear(r);
   }
   for (int k = 0; k < 8; k++)

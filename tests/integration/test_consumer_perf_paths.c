@@ -12,7 +12,10 @@
  *   new and existing aggregates and skips stale and tombstoned ones, leaving the guard
  *   exactly where the rule says;
  * - competing consumers with large batches (conflicts likely): every event is settled
- *   once, the view ends at the newest versions, history never goes back. */
+ *   once, the view ends at the newest versions, history never goes back;
+ * - a deadlock with another writer: PostgreSQL rolls the consumer's transaction back
+ *   in its flush; the message runs again at once (stats.txn_reruns), not through a
+ *   retry tier, and is applied once. */
 #include "test_consumer_fixture.h"
 
 /* The handler wrapper: the first time it sees an aggregate named in bump[], it asks
@@ -266,11 +269,73 @@ static void competing_large_batches(void **state) {
   fx_done(&f);
 }
 
+/* Another transaction holds a new widgets row the consumer's flush must write, then
+ * inserts the consumer's own (uncommitted) inbox row: a cycle. PostgreSQL's check runs
+ * in the consumer's backend first (this session's deadlock_timeout is longer) and
+ * rolls the consumer's transaction back with 40P01. The message is run again at once
+ * and applied: nothing retried, nothing dead-lettered, one rerun counted. */
+static void deadlock_reruns_at_once(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f, "deadlock");
+  f.buffered = true;
+  fx_create(&f);
+  PGconn *blocker = other_conn(&f);
+  PQclear(wt_pg_exec(blocker, "BEGIN"));
+  PQclear(wt_pg_exec(blocker, "SET LOCAL deadlock_timeout = '20s'"));
+  PQclear(wt_pg_exec(blocker, "SET LOCAL lock_timeout = 0"));
+  PQclear(wt_pg_exec(blocker, "INSERT INTO widgets (id, name, count, version)"
+                              " VALUES ('w-knot', 'blocker', 0, 1)"));
+  char event_id[64];
+  fx_ev ev = {.kind = TESTEV_CREATED, .agg_id = "w-knot", .version = 1, .name = "knot"};
+  fx_event(&f, &ev, event_id);
+  assert_int_equal(wr_consumer_start(f.c), 0);
+  /* the consumer's flush waits for the blocker's row: close the cycle well within the
+   * consumer's deadlock_timeout (1 s) */
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+           " AND wait_event_type = 'Lock' AND pid <> %d AND query LIKE '%%widgets%%'",
+           PQbackendPID(blocker));
+  for (int64_t end = wt_now_ms() + 20000; fx_scalar(&f, "%s", sql) == 0;) {
+    if (wt_now_ms() > end)
+      fail_msg("the consumer never waited for the blocker's row");
+    usleep(5000);
+  }
+  snprintf(sql, sizeof sql, "INSERT INTO warren_inbox (consumer, event_id) VALUES ('%s', '%s')",
+           f.queue, event_id);
+  int64_t t0 = wt_now_ms();
+  PGresult *r = PQexec(blocker, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    fail_msg("the blocker, not the consumer, was rolled back: %s", PQresultErrorMessage(r));
+  printf("[ info     ] the blocker's inbox insert waited %lld ms (%s)\n",
+         (long long)(wt_now_ms() - t0), PQcmdStatus(r));
+  PQclear(r);
+  PQclear(wt_pg_exec(blocker, "ROLLBACK"));
+  PQfinish(blocker);
+  FX_WAIT_STAT(&f, applied, 1, 30000);
+  wr_consumer_stats s = fx_stats(&f);
+  fx_stop(&f, "deadlock_reruns_at_once");
+  assert_int_equal(s.txn_reruns, 1);
+  assert_int_equal(s.applied, 1);
+  assert_int_equal(s.retried + s.dead_lettered + s.duplicates, 0);
+  assert_int_equal(fx_scalar(&f, "SELECT count(*) FROM widgets WHERE id = 'w-knot'"
+                                 " AND name = 'knot' AND version = 1"),
+                   1);
+  /* the handler ran twice, both times as the first delivery (no retry tier) */
+  assert_int_equal(f.n_attempts, 2);
+  assert_int_equal(f.attempts[0].attempt, 0);
+  assert_int_equal(f.attempts[1].attempt, 0);
+  assert_int_equal(fx_depth(&f, ""), 0);
+  fx_done(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(optimistic_conflict),
       cmocka_unit_test(optimistic_no_conflict),
       cmocka_unit_test(competing_large_batches),
+      cmocka_unit_test(deadlock_reruns_at_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -216,6 +216,10 @@ typedef struct wr_consumer_stats {
   uint64_t reconnects;
   uint64_t guard_conflicts; /* optimistic batches run again with the guard's row locks
                              * because a competing writer changed a guard row (wr_msg_guard) */
+  uint64_t txn_reruns;      /* one message's transaction run again at once because PostgreSQL
+                             * rolled it back as a deadlock or serialization failure with
+                             * another writer (a flush, the guard's write or the commit;
+                             * up to 5 times, then it is a failed attempt) */
   bool connected;           /* broker and database connections currently open */
   /* partitioned: partitions this instance received from since it last registered
    * on them (a lower bound of those it serves), and partitions handed over */
