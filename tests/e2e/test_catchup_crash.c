@@ -1,4 +1,4 @@
-// warren-test: link=warren_devkit,warren_schemas timeout=900
+// warren-test: link=warren_devkit,warren_schemas timeout=900 serial
 /* Catch-up killed in the middle of a load: the order service is killed (SIGKILL) while
  * it pages through the customer service's bulk API, then started again. Its pages
  * commit without waiting for their WAL flush and two writers commit them out of order,
@@ -6,7 +6,13 @@
  * claims without the rows, the restart resumes from the watermark (it does not load
  * everything again: the customers' updated_at are spread far wider than the resume
  * margin) and ends with the view equal to the source row by row. The customers are
- * written by SQL so that no event can fill in for the catch-up. */
+ * written by SQL so that no event can fill in for the catch-up.
+ *
+ * The second case crashes PostgreSQL instead (an immediate stop: no checkpoint, the
+ * commits that were not flushed yet are lost) while the order service keeps running:
+ * its catch-up fails, retries with backoff, resumes from whatever watermark survived
+ * and converges, without a restart of the service. Serial: it restarts the shared
+ * database server. */
 #include "e2e.h"
 
 #include <signal.h>
@@ -18,9 +24,8 @@ static int setup(void **state) {
   return e2e_setup_state(state, "catchup_crash");
 }
 
-static void killed_mid_load_resumes(void **state) {
-  e2e *e = *state;
-  e2e_start_customer(e, NULL);
+/* N customers written by SQL, updated_at spread over 100 minutes in the past. */
+static void insert_customers(e2e *e) {
   char sql[1024];
   snprintf(sql, sizeof sql,
            "INSERT INTO customers SELECT '0190ca7c-0000-7000-8000-' || lpad(i::text, 12, '0'),"
@@ -35,6 +40,12 @@ static void killed_mid_load_resumes(void **state) {
            " FROM generate_series(0, %d) AS i",
            N - 1);
   e2e_sql(e->customer_db, "%s", sql);
+}
+
+static void killed_mid_load_resumes(void **state) {
+  e2e *e = *state;
+  e2e_start_customer(e, NULL);
+  insert_customers(e);
 
   /* first start: small pages so that the load takes long enough to be cut */
   const char *env[] = {"WARREN_CATCHUP_PAGE_SIZE=" PAGE_SIZE, NULL};
@@ -64,9 +75,43 @@ static void killed_mid_load_resumes(void **state) {
   assert_int_equal(e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view"), N);
 }
 
+static void database_crash_mid_load_resumes(void **state) {
+  e2e *e = *state;
+  e2e_start_customer(e, NULL);
+  insert_customers(e);
+  const char *env[] = {"WARREN_CATCHUP_PAGE_SIZE=" PAGE_SIZE, NULL};
+  e2e_start(e, &e->order, "order", env, false);
+  double loaded = e2e_wait_metric(&e->order, "order_catchup_items_total", N / 5, 120000);
+  int64_t t0 = wt_now_ms();
+  assert_int_equal(wt_stack("pg-restart"), 0);
+  print_message("PostgreSQL stopped (immediate) and started again in %lld ms, after %.0f of %d "
+                "customers were read\n",
+                (long long)(wt_now_ms() - t0), loaded, N);
+  long long rows = e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view");
+  print_message("%lld rows in the view after the crash\n", rows);
+  if (rows >= N)
+    fail_msg("the catch-up finished before the crash (%lld rows): nothing was cut", rows);
+  /* the same process finishes the load: no restart */
+  wr_err err = {0};
+  if (dk_wait_ready(&e->order, 120000, &err) != 0) {
+    dk_tail(e->order.log_path, 40);
+    fail_msg("%s", err.msg);
+  }
+  assert_true(dk_alive(&e->order));
+  double total = e2e_metric(&e->order, "order_catchup_items_total");
+  print_message("caught up %lld ms after the crash; %.0f customers read in all\n",
+                (long long)(wt_now_ms() - t0), total);
+  /* it resumed from the surviving watermark: it read the rest, not everything again */
+  assert_true(total >= loaded + (double)(N - rows));
+  assert_true(total < loaded + N);
+  assert_int_equal(e2e_view_diff(e, true), 0);
+  assert_int_equal(e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view"), N);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(killed_mid_load_resumes, setup, e2e_teardown_state),
+      cmocka_unit_test_setup_teardown(database_crash_mid_load_resumes, setup, e2e_teardown_state),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
