@@ -42,15 +42,21 @@ static void insert_customers(e2e *e) {
   e2e_sql(e->customer_db, "%s", sql);
 }
 
-static void killed_mid_load_resumes(void **state) {
-  e2e *e = *state;
+static const char *const SMALL_PAGES[] = {"WARREN_CATCHUP_PAGE_SIZE=" PAGE_SIZE, NULL};
+
+/* The source with N customers, and an order service started on it with small pages
+ * (so that the load takes long enough to be cut) that has read a fifth of them.
+ * Returns how many it has read. */
+static double load_a_fifth(e2e *e) {
   e2e_start_customer(e, NULL);
   insert_customers(e);
+  e2e_start(e, &e->order, "order", SMALL_PAGES, false);
+  return e2e_wait_metric(&e->order, "order_catchup_items_total", N / 5, 120000);
+}
 
-  /* first start: small pages so that the load takes long enough to be cut */
-  const char *env[] = {"WARREN_CATCHUP_PAGE_SIZE=" PAGE_SIZE, NULL};
-  e2e_start(e, &e->order, "order", env, false);
-  double loaded = e2e_wait_metric(&e->order, "order_catchup_items_total", N / 5, 120000);
+static void killed_mid_load_resumes(void **state) {
+  e2e *e = *state;
+  double loaded = load_a_fifth(e);
   assert_int_equal(dk_stop(&e->order, SIGKILL, 10000), 128 + SIGKILL);
   long long rows = e2e_scalar(e->order_db, "SELECT count(*) FROM customer_view");
   print_message("killed after %.0f of %d customers were read; %lld rows in the view\n", loaded, N,
@@ -66,7 +72,7 @@ static void killed_mid_load_resumes(void **state) {
                 behind);
 
   /* second start: resumes from the watermark and converges */
-  e2e_start(e, &e->order, "order", env, true);
+  e2e_start(e, &e->order, "order", SMALL_PAGES, true);
   double again = e2e_metric(&e->order, "order_catchup_items_total");
   print_message("the restart read %.0f customers (of %d) to finish the load\n", again, N);
   assert_true(again < N);
@@ -77,11 +83,7 @@ static void killed_mid_load_resumes(void **state) {
 
 static void database_crash_mid_load_resumes(void **state) {
   e2e *e = *state;
-  e2e_start_customer(e, NULL);
-  insert_customers(e);
-  const char *env[] = {"WARREN_CATCHUP_PAGE_SIZE=" PAGE_SIZE, NULL};
-  e2e_start(e, &e->order, "order", env, false);
-  double loaded = e2e_wait_metric(&e->order, "order_catchup_items_total", N / 5, 120000);
+  double loaded = load_a_fifth(e);
   int64_t t0 = wt_now_ms();
   assert_int_equal(wt_stack("pg-restart"), 0);
   print_message("PostgreSQL stopped (immediate) and started again in %lld ms, after %.0f of %d "

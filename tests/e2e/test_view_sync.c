@@ -391,13 +391,19 @@ static void *reconcile_thread(void *arg) {
   return NULL;
 }
 
-static void reconcile_retries_a_deadlock(void **state) {
-  e2e *e = *state;
+/* Both services started, and one new customer that has reached the view. */
+static json_t *one_customer_synced(e2e *e, const char *name, const char *email) {
   e2e_start_customer(e, TOKEN_ENV);
   e2e_start_order(e, TOKEN_ENV);
-  json_t *c = e2e_create_customer(e, "Knot", "knot@example.org", NULL);
+  json_t *c = e2e_create_customer(e, name, email, NULL);
+  e2e_wait_view(e, e2e_str(c, "id"), 1, "active", 30000);
+  return c;
+}
+
+static void reconcile_retries_a_deadlock(void **state) {
+  e2e *e = *state;
+  json_t *c = one_customer_synced(e, "Knot", "knot@example.org");
   const char *id = e2e_str(c, "id");
-  e2e_wait_view(e, id, 1, "active", 30000);
   /* the row goes missing here; its guard row stays */
   e2e_sql(e->order_db, "DELETE FROM customer_view WHERE id = '%s'", id);
 
@@ -455,11 +461,8 @@ static void reconcile_retries_a_deadlock(void **state) {
  * both halves down (docs/OPERATIONS.md describes them). */
 static void reconcile_blind_spot_repaired_by_snapshot(void **state) {
   e2e *e = *state;
-  e2e_start_customer(e, TOKEN_ENV);
-  e2e_start_order(e, TOKEN_ENV);
-  json_t *c = e2e_create_customer(e, "Blind", "blind@example.org", NULL);
+  json_t *c = one_customer_synced(e, "Blind", "blind@example.org");
   const char *id = e2e_str(c, "id");
-  e2e_wait_view(e, id, 1, "active", 30000);
   e2e_sql(e->order_db, "UPDATE customer_view SET name = 'tampered' WHERE id = '%s'", id);
   json_t *res = reconcile(e);
   assert_int_equal(e2e_int(res, "discrepancies_found"), 0);
