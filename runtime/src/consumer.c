@@ -228,6 +228,7 @@ struct item {
   disp d;
   int code;               /* failure code (retry/DLQ) */
   char err[ERR_TEXT_MAX]; /* failure text (x-warren-error) */
+  bool db_retryable;      /* the handler's failure was a deadlock (wr_msg_fail_err) */
   /* per transaction */
   bool fresh; /* first occurrence of a new event id in this transaction */
   bool stale;
@@ -1070,6 +1071,16 @@ int wr_msg_fail(wr_msg *m, int code, const char *fmt, ...) {
   return code;
 }
 
+int wr_msg_fail_err(wr_msg *m, const wr_err *err) {
+  int code = err && err->code < 0 ? err->code : WR_EHANDLER;
+  if (!m)
+    return code;
+  m->it->code = code;
+  m->it->db_retryable = wr_db_retryable(err);
+  snprintf(m->it->err, sizeof m->it->err, "%s", err && err->msg[0] ? err->msg : wr_strerror(code));
+  return code;
+}
+
 wr_outbox *wr_msg_outbox(wr_msg *m) {
   if (!m)
     return NULL;
@@ -1423,6 +1434,7 @@ static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
     it->gkey = -1;
     it->code = 0;
     it->err[0] = '\0';
+    it->db_retryable = false;
   }
   if (wr_db_exec(c->db, "BEGIN", err) < 0) {
     txn_abort(c);
@@ -1453,6 +1465,7 @@ static txn_result run_txn(wr_consumer *c, bool lock, int *failed, wr_err *err) {
     if (rc != 0) {
       bool broken = wr_db_broken(c->db);
       c->txn_stmt_failed = PQtransactionStatus(c->db) == PQTRANS_INERROR;
+      c->txn_retryable = c->txn_stmt_failed && it->db_retryable;
       txn_abort(c);
       if (broken) {
         wr_err_set(err, WR_EDB, "connection lost during a handler");

@@ -95,13 +95,17 @@ static inline void fx_log_attempt(fx *f, const char *agg_id, unsigned attempt) {
   pthread_mutex_unlock(&f->mu);
 }
 
+/* A handler's own statement; its failure is reported with the sqlstate
+ * (wr_msg_fail_err), so that a deadlock is run again, not retried. */
 static inline int fx_sql(wr_msg *m, const char *sql, int n, const char *const *params) {
   PGresult *r = PQexecParams(wr_msg_db(m), sql, n, NULL, params, NULL, NULL, 0);
-  int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  wr_err e;
+  wr_err_clear(&e);
+  int rc = wr_db_check(wr_msg_db(m), r,
+                       PQresultStatus(r) == PGRES_TUPLES_OK ? PGRES_TUPLES_OK : PGRES_COMMAND_OK,
+                       "view write", &e);
   PQclear(r);
-  if (!ok)
-    return wr_msg_fail(m, WR_EDB, "view write failed: %s", PQerrorMessage(wr_msg_db(m)));
-  return 0;
+  return rc ? wr_msg_fail_err(m, &e) : 0;
 }
 
 /* The dispatcher the generated code would provide, with the handler inlined. */

@@ -218,8 +218,9 @@ typedef struct wr_consumer_stats {
                              * because a competing writer changed a guard row (wr_msg_guard) */
   uint64_t txn_reruns;      /* one message's transaction run again at once because PostgreSQL
                              * rolled it back as a deadlock or serialization failure with
-                             * another writer (a flush, the guard's write or the commit;
-                             * up to 5 times, then it is a failed attempt) */
+                             * another writer (a flush, the guard's write, the commit or a
+                             * handler's statement reported by wr_msg_fail_err; up to 5
+                             * times, then it is a failed attempt) */
   bool connected;           /* broker and database connections currently open */
   /* partitioned: partitions this instance received from since it last registered
    * on them (a lower bound of those it serves), and partitions handed over */
@@ -270,7 +271,8 @@ WR_EXPORT wr_outbox *wr_msg_outbox(wr_msg *m);
  * Calling it twice for one message returns the same answer. Inside a handler use this, not
  * wr_guard_advance on the same aggregates, and call it before writing. Handlers of competing
  * consumers that write shared rows in different orders may deadlock; PostgreSQL then aborts one
- * statement and the consumer runs that batch again the locking way. */
+ * statement and the consumer runs that batch again the locking way (a handler reports
+ * its own statement's failure with wr_msg_fail_err so that the consumer can tell). */
 WR_EXPORT int wr_msg_guard(wr_msg *m);
 
 /* Marks the message stale for accounting when the handler guards by itself. */
@@ -279,6 +281,13 @@ WR_EXPORT void wr_msg_set_stale(wr_msg *m);
 /* Records why the handler fails and returns code (for `return wr_msg_fail(...)`). The
  * text ends up in x-warren-error. */
 WR_EXPORT int wr_msg_fail(wr_msg *m, int code, const char *fmt, ...) WR_PRINTF(3, 4);
+
+/* The same for a failure a warren call reported in err (wr_db_check, wr_outbox_append...):
+ * returns err->code (WR_EHANDLER if err is NULL or has no code). When err is a deadlock
+ * or serialization failure PostgreSQL rolled back (wr_db_retryable), the consumer runs
+ * the message's transaction again at once (stats.txn_reruns, up to 5 times) instead of
+ * counting an attempt: use this for the handler's own SQL errors. */
+WR_EXPORT int wr_msg_fail_err(wr_msg *m, const wr_err *err);
 
 /* ---- the guard outside of a consumer (catch-up, reconciliation) ------------------ */
 
