@@ -110,6 +110,7 @@ struct wr_http_req {
   bool too_big;     /* the body crossed max_body: discarding */
   bool oom;         /* could not grow the body buffer */
   bool ct_deferred; /* optional JSON body without Content-Type: check once the body is known */
+  bool late;        /* begun after wr_http_server_stop: answered 503 shutting_down */
   char *body;
   size_t body_len, body_cap;
   json_t *json;
@@ -949,6 +950,10 @@ static void parse_json_body(wr_http_req *r) {
 /* The last access-handler call: body complete. */
 static void finish(wr_http_req *r) {
   const wr_http_server *s = r->srv;
+  if (r->late) {
+    reply_error(r, 503, "shutting_down", "the service is stopping: try again");
+    return;
+  }
   if (r->too_big) {
     reply_error(r, 413, "payload_too_large", "the request body exceeds %zu bytes", s->max_body);
     return;
@@ -989,8 +994,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   (void)c;
   wr_http_server *s = cls;
   wr_http_req *r = req_new(s, uri);
-  if (r)
+  if (r) {
     __atomic_add_fetch(&s->inflight, 1, __ATOMIC_ACQ_REL);
+    r->late = __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE) != 0;
+  }
   return r;
 }
 
@@ -1253,7 +1260,7 @@ int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err 
     return rc;
   }
 
-  /* ITC: MHD_quiesce_daemon (graceful stop) needs it with internal threads */
+  /* ITC: wakes the internal threads for MHD_stop_daemon */
   unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
   if (ss.ss_family == AF_INET6)
     flags |= MHD_USE_IPv6;
@@ -1282,19 +1289,22 @@ int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err 
   return 0;
 }
 
-/* Graceful: the listening socket is closed first (new clients are refused), requests
- * already received or being received are answered (their responses say Connection:
- * close), and only then does MHD_stop_daemon close what is left (idle keep-alive
- * connections). MHD_stop_daemon alone would close connections whose handler has
- * finished but whose answer is not sent yet. The wait is bounded by the request
- * timeout. */
+/* Graceful: requests already received or being received are answered (their responses
+ * say Connection: close), requests begun after this point are answered 503
+ * shutting_down without running their handler, and only then does MHD_stop_daemon
+ * close what is left (idle keep-alive connections). MHD_stop_daemon alone would close
+ * connections whose handler has finished but whose answer is not sent yet. The wait
+ * is bounded by the request timeout.
+ *
+ * The listening socket stays open until MHD_stop_daemon: MHD_quiesce_daemon, which
+ * would close it first, races with the epoll worker threads of libmicrohttpd 0.9.75
+ * (both remove the listening socket from a worker's epoll set; the loser's
+ * epoll_ctl fails with ENOENT and MHD aborts the process: "Failed to remove listen FD
+ * from epoll set", seen in CI in unit.test_http_limits). */
 void wr_http_server_stop(wr_http_server *s) {
   if (!s)
     return;
   __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
-  MHD_socket l = MHD_quiesce_daemon(s->d);
-  if (l != MHD_INVALID_SOCKET)
-    close(l);
   int64_t end = wr_mono_ns() + s->request_timeout_ns;
   while (__atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE) > 0 && wr_mono_ns() < end)
     usleep(10000);

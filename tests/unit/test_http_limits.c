@@ -20,8 +20,15 @@ static void h_raw(wr_http_req *r, void *user) {
   wr_http_reply_bytes(r, 200, "application/octet-stream", b, n);
 }
 
+static void h_slow(wr_http_req *r, void *user) {
+  (void)user;
+  usleep(600 * 1000);
+  wr_http_reply_json(r, 200, json_pack("{s:s}", "slow", "done"));
+}
+
 static const wr_http_route routes[] = {
     {"GET", "/hello", h_hello, 0},
+    {"GET", "/slow", h_slow, 0},
     {"POST", "/raw", h_raw, 0},
     {"POST", "/json", h_raw, WR_ROUTE_JSON_BODY},
 };
@@ -349,12 +356,64 @@ static void header_floods(void **state) {
   wr_http_server_stop(s);
 }
 
+struct raw_call {
+  unsigned port;
+  const char *req;
+  char *answer;
+};
+
+static void *raw_thread(void *arg) {
+  struct raw_call *c = arg;
+  bool closed = false;
+  c->answer = th_raw(c->port, c->req, strlen(c->req), 5000, &closed);
+  return NULL;
+}
+
+static void *stop_thread(void *arg) {
+  wr_http_server_stop(arg);
+  return NULL;
+}
+
+/* A stop answers the request in flight (200, Connection: close) and answers a request
+ * begun after it 503 shutting_down without running its handler; then it returns. (It
+ * used to close the listening socket first with MHD_quiesce_daemon, which races with
+ * libmicrohttpd's epoll workers and can abort the process.) */
+static void stop_drains_and_turns_late_requests_away(void **state) {
+  (void)state;
+  wr_http_server *s = start(60, 60, 64, 0);
+  unsigned port = wr_http_server_port(s);
+  struct raw_call slow = {port, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", NULL};
+  pthread_t ts, tstop;
+  assert_int_equal(pthread_create(&ts, NULL, raw_thread, &slow), 0);
+  usleep(200 * 1000); /* the slow handler runs */
+  int64_t t0 = wt_now_ms();
+  assert_int_equal(pthread_create(&tstop, NULL, stop_thread, s), 0);
+  usleep(100 * 1000); /* the stop has begun, waiting for the slow request */
+  bool closed = false;
+  const char *late = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+  char *a = th_raw(port, late, strlen(late), 5000, &closed);
+  assert_non_null(a);
+  assert_int_equal(th_status(a), 503);
+  assert_non_null(strstr(a, "shutting_down"));
+  assert_null(strstr(a, "hello"));
+  free(a);
+  assert_int_equal(pthread_join(ts, NULL), 0);
+  assert_int_equal(pthread_join(tstop, NULL), 0);
+  printf("[ info     ] stop returned %lld ms after it began\n", (long long)(wt_now_ms() - t0));
+  assert_non_null(slow.answer);
+  assert_int_equal(th_status(slow.answer), 200);
+  assert_non_null(strstr(slow.answer, "done"));
+  assert_true(strcasestr(slow.answer, "connection: close") != NULL);
+  free(slow.answer);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(idle_and_slowloris_connections_are_closed),
       cmocka_unit_test(slow_body_is_cut_by_the_request_deadline),
       cmocka_unit_test(truncated_bodies_and_garbage),
       cmocka_unit_test(connection_limit),
+      cmocka_unit_test(stop_drains_and_turns_late_requests_away),
       cmocka_unit_test(per_ip_limit),
       cmocka_unit_test(thousands_of_connections),
       cmocka_unit_test(header_floods),

@@ -118,10 +118,11 @@ typedef struct wr_http_opts {
  * *out (free with wr_http_server_stop), WR_EINVAL (bad addr or routes, err says which),
  * WR_ENOMEM, WR_EIO (cannot bind: the message names the address and the reason). */
 WR_EXPORT int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err *err);
-/* Stops gracefully: closes the listening socket (new connections are refused), lets
- * every request already received or being received finish and get its answer (sent
- * with Connection: close), waiting at most request_timeout_s, then closes the
- * remaining connections and frees. NULL allowed. Must not be called from a handler. */
+/* Stops gracefully: lets every request already received or being received finish and
+ * get its answer (sent with Connection: close), answers requests begun after the call
+ * 503 shutting_down without running their handler, waits at most request_timeout_s,
+ * then closes the listening socket and the remaining connections and frees. NULL
+ * allowed. Must not be called from a handler. */
 WR_EXPORT void wr_http_server_stop(wr_http_server *s);
 /* The bound port (useful with port 0). 0 for NULL. Cannot fail. */
 WR_EXPORT unsigned wr_http_server_port(const wr_http_server *s);
