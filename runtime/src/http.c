@@ -77,7 +77,8 @@ struct wr_http_server {
   size_t token_len;
   wr_metrics *metrics;
   unsigned port;
-  int inflight; /* requests between the URI callback and the completed callback */
+  int inflight; /* requests between the URI callback and the completed callback, except
+                 * those begun after the stop (late: answered 503, not waited for) */
   int stopping; /* wr_http_server_stop has begun: answers carry Connection: close */
 };
 
@@ -995,8 +996,13 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   wr_http_server *s = cls;
   wr_http_req *r = req_new(s, uri);
   if (r) {
-    __atomic_add_fetch(&s->inflight, 1, __ATOMIC_ACQ_REL);
-    r->late = __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE) != 0;
+    /* counted first, then the stop checked (the stop does the reverse, both
+     * sequentially consistent): either the stop waits for this request, or this
+     * request sees the stop, is answered 503 and does not hold the drain up */
+    __atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+    r->late = __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) != 0;
+    if (r->late)
+      __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
   }
   return r;
 }
@@ -1065,7 +1071,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **cc,
   *cc = NULL;
   if (!r)
     return;
-  __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_ACQ_REL);
+  if (!r->late)
+    __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_ACQ_REL);
   if (r->queued) {
     double secs = (double)(wr_mono_ns() - r->start_ns) / 1e9;
     const char *m = method_label(r->method);
@@ -1304,9 +1311,9 @@ int wr_http_server_start(const wr_http_opts *opts, wr_http_server **out, wr_err 
 void wr_http_server_stop(wr_http_server *s) {
   if (!s)
     return;
-  __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&s->stopping, 1, __ATOMIC_SEQ_CST);
   int64_t end = wr_mono_ns() + s->request_timeout_ns;
-  while (__atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE) > 0 && wr_mono_ns() < end)
+  while (__atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) > 0 && wr_mono_ns() < end)
     usleep(10000);
   MHD_stop_daemon(s->d);
   routes_free(s->routes, s->n_routes);
